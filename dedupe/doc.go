@@ -1,0 +1,15 @@
+// Package dedupe holds the claim and lock state machine of wagate (design §4):
+// the ingress claims each event's key before publishing it, and the worker
+// takes a lock with a fencing number before running business logic, then marks
+// the key done.
+//
+// States of a key, kept for the dedupe horizon:
+//
+//	absent              never seen, or expired
+//	Pending  (p:…)      claimed by an ingress, publish in flight
+//	Accepted (a…)       stored in JetStream
+//	Done     (d…)       processed; final
+//
+// Store is the interface; Redis is the production backend. Every backend passes
+// the contract suite in package dedupetest.
+package dedupe

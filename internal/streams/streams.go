@@ -1,0 +1,190 @@
+// Package streams declares wagate's JetStream streams and consumer (design §5)
+// and creates or updates them idempotently. The ingress, the worker and the
+// operator's command line all call Ensure, so any of them may start first.
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults (design §5).
+const (
+	DefaultEvents          = "WAGATE_EVENTS"
+	DefaultDLQ             = "WAGATE_DLQ"
+	DefaultConsumer        = "wagate-workers"
+	DefaultMaxAge          = 7 * 24 * time.Hour
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultAckWait         = 30 * time.Second
+	DefaultMaxDeliver      = 10
+	DefaultMaxAckPending   = 1000
+
+	// EventsSubjectPrefix prefixes every event subject:
+	// wagate.events.<provider>.<kind>.<account>.
+	EventsSubjectPrefix = "wagate.events"
+	// DLQSubjectPrefix prefixes every dead-letter subject: wagate.dlq.<original subject minus "wagate.events.">.
+	DLQSubjectPrefix = "wagate.dlq"
+)
+
+// DefaultBackOff is the redelivery schedule: the delay before delivery n+1
+// after the n-th failed delivery (the last value repeats).
+var DefaultBackOff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+
+// Config names and sizes the streams and the consumer. The zero value is the
+// documented default for every field.
+type Config struct {
+	// Events is the events stream's name. Default "WAGATE_EVENTS".
+	Events string
+	// DLQ is the dead-letter stream's name. Default "WAGATE_DLQ".
+	DLQ string
+	// Consumer is the workers' durable pull consumer. Default "wagate-workers".
+	Consumer string
+	// Replicas of each stream: 1 for a single server, 3 for a cluster. Default 1.
+	Replicas int
+	// MaxAge is how long events are kept for replay. Default 7 days.
+	MaxAge time.Duration
+	// DuplicateWindow is JetStream's Nats-Msg-Id dedupe window. Default 2 minutes.
+	DuplicateWindow time.Duration
+	// AckWait is how long a delivered message may go without an ack or
+	// InProgress before JetStream redelivers it. Default 30 s.
+	AckWait time.Duration
+	// MaxDeliver is the most deliveries of one message; after the last one a
+	// failing event goes to the dead-letter stream. Default 10.
+	MaxDeliver int
+	// MaxAckPending bounds unacknowledged messages across all workers. Default 1000.
+	MaxAckPending int
+	// BackOff is the redelivery schedule. Default DefaultBackOff.
+	BackOff []time.Duration
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Events == "" {
+		c.Events = DefaultEvents
+	}
+	if c.DLQ == "" {
+		c.DLQ = DefaultDLQ
+	}
+	if c.Consumer == "" {
+		c.Consumer = DefaultConsumer
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if len(c.BackOff) == 0 {
+		c.BackOff = DefaultBackOff
+	}
+	return c
+}
+
+// Delay returns the backoff before the next delivery after delivery n
+// (counted from 1) failed.
+func (c Config) Delay(n uint64) time.Duration {
+	b := c.WithDefaults().BackOff
+	if n == 0 {
+		n = 1
+	}
+	if n > uint64(len(b)) {
+		return b[len(b)-1]
+	}
+	return b[n-1]
+}
+
+// EventsStream is the events stream's configuration.
+func (c Config) EventsStream() jetstream.StreamConfig {
+	c = c.WithDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.Events,
+		Description: "wagate: every webhook event, stored before the provider is answered",
+		Subjects:    []string{EventsSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.MaxAge,
+		Duplicates:  c.DuplicateWindow,
+		Replicas:    c.Replicas,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// DLQStream is the dead-letter stream's configuration. Dead letters are kept
+// until purged.
+func (c Config) DLQStream() jetstream.StreamConfig {
+	c = c.WithDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.DLQ,
+		Description: "wagate: events that failed permanently or ran out of deliveries",
+		Subjects:    []string{DLQSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  c.DuplicateWindow,
+		Replicas:    c.Replicas,
+	}
+}
+
+// ConsumerConfig is the workers' durable pull consumer's configuration.
+// Redeliveries after a Nak are delayed by the worker (NakWithDelay); BackOff
+// here applies to AckWait expiries, so its first step is AckWait.
+func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
+	c = c.WithDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       c.Consumer,
+		Description:   "wagate workers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: EventsSubjectPrefix + ".>",
+	}
+}
+
+// ErrConflict is returned by Ensure when a live stream's configuration
+// conflicts with the wanted one in a way that cannot be updated in place
+// (for example its storage type).
+var ErrConflict = errors.New("streams: live configuration conflicts")
+
+// Ensure creates the events and dead-letter streams, or updates them to
+// match c. It returns an error wrapping ErrConflict when a live stream cannot
+// be updated to c.
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
+	for _, sc := range []jetstream.StreamConfig{c.EventsStream(), c.DLQStream()} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && apiErr.ErrorCode != 0 && apiErr.Code == 400 {
+				return fmt.Errorf("%w: stream %s: %v", ErrConflict, sc.Name, err)
+			}
+			return fmt.Errorf("streams: stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// EnsureConsumer creates or updates the workers' durable consumer on the
+// events stream.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Consumer, error) {
+	c = c.WithDefaults()
+	cons, err := js.CreateOrUpdateConsumer(ctx, c.Events, c.ConsumerConfig())
+	if err != nil {
+		return nil, fmt.Errorf("streams: consumer %s: %w", c.Consumer, err)
+	}
+	return cons, nil
+}

@@ -1,0 +1,279 @@
+// Package testenv gives tests real servers: Redis and NATS with JetStream.
+//
+// Each helper takes, in order: the address in the environment
+// (WAGATE_TEST_REDIS_URL, WAGATE_TEST_NATS_URL) when set; else a container
+// from testcontainers-go when a Docker engine answers; else a private
+// redis-server from PATH on a free loopback port, or an in-process NATS server
+// from the nats-server/v2 module. When none can be had the test is skipped,
+// except under CI=true, where it fails: CI never skips a test for want of a
+// server.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/redis/go-redis/v9"
+	"github.com/testcontainers/testcontainers-go"
+	tcnats "github.com/testcontainers/testcontainers-go/modules/nats"
+	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+)
+
+// unavailable skips the test, or fails it under CI.
+func unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("testenv: %s (CI=true: a test never skips for want of a server)", msg)
+	}
+	t.Skipf("testenv: %s", msg)
+}
+
+var (
+	dockerOnce sync.Once
+	dockerOK   bool
+)
+
+// docker reports whether a Docker engine answers.
+func docker() bool {
+	dockerOnce.Do(func() {
+		if os.Getenv("WAGATE_TEST_NO_DOCKER") != "" {
+			return
+		}
+		if _, err := exec.LookPath("docker"); err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		dockerOK = exec.CommandContext(ctx, "docker", "info").Run() == nil
+		if dockerOK {
+			p, err := testcontainers.NewDockerProvider()
+			dockerOK = err == nil && p.Health(ctx) == nil
+		}
+	})
+	return dockerOK
+}
+
+// RedisURL returns the URL of a real Redis for t, flushed of nothing: tests
+// must use keys of their own.
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv("WAGATE_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	if docker() {
+		ctx := context.Background()
+		c, err := tcredis.Run(ctx, "redis:7")
+		if err == nil {
+			t.Cleanup(func() { _ = testcontainers.TerminateContainer(c) })
+			u, err := c.ConnectionString(ctx)
+			if err == nil {
+				return u
+			}
+		}
+		t.Logf("testenv: redis container: %v; trying redis-server", err)
+	}
+	return StartRedis(t).URL()
+}
+
+// NATSURL returns the URL of a real NATS server with JetStream for t.
+func NATSURL(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv("WAGATE_TEST_NATS_URL"); u != "" {
+		return u
+	}
+	if docker() {
+		ctx := context.Background()
+		c, err := tcnats.Run(ctx, "nats:2.11")
+		if err == nil {
+			t.Cleanup(func() { _ = testcontainers.TerminateContainer(c) })
+			u, err := c.ConnectionString(ctx)
+			if err == nil {
+				return u
+			}
+		}
+		t.Logf("testenv: nats container: %v; using an in-process server", err)
+	}
+	return StartNATS(t).ClientURL()
+}
+
+// Redis is a private redis-server process on a loopback port, stopped at the
+// end of the test. Stop and Start let fault tests take it down and back.
+type Redis struct {
+	t    testing.TB
+	port int
+	dir  string
+	args []string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a private redis-server from PATH, with extra
+// configuration args such as "--appendonly", "yes". Data lives in a
+// temporary folder kept across Stop and Start.
+func StartRedis(t testing.TB, args ...string) *Redis {
+	t.Helper()
+	_, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, "no Redis: WAGATE_TEST_REDIS_URL unset, no Docker engine, no redis-server on PATH")
+	}
+	r := &Redis{t: t, port: FreePort(t), dir: t.TempDir(), args: args}
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// URL is the server's redis:// URL.
+func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+// Addr is the server's host:port.
+func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+// Start starts the server (again) and waits until it answers PING.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return
+	}
+	args := append([]string{
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--save", "", "--appendonly", "no",
+		"--logfile", filepath.Join(r.dir, "redis.log"),
+	}, r.args...)
+	cmd := exec.Command("redis-server", args...)
+	if err := cmd.Start(); err != nil {
+		unavailable(r.t, "start redis-server: %v", err)
+	}
+	r.cmd = cmd
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("testenv: redis-server on %s did not answer: %v", r.Addr(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (SIGKILL) and waits for it to exit.
+func (r *Redis) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+// NATS is an in-process NATS server with JetStream and file storage.
+type NATS struct {
+	t    testing.TB
+	opts server.Options
+	mu   sync.Mutex
+	srv  *server.Server
+}
+
+// StartNATS starts an in-process NATS server with JetStream on a free
+// loopback port, storing under a temporary folder kept across Restart. It is
+// shut down at the end of the test.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	n := &NATS{t: t, opts: server.Options{
+		Host:      "127.0.0.1",
+		Port:      FreePort(t),
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	}}
+	n.Start()
+	t.Cleanup(n.Shutdown)
+	return n
+}
+
+// ClientURL is the server's nats:// URL; it stays the same across Restart.
+func (n *NATS) ClientURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Port) }
+
+// Server returns the running server, or nil when shut down.
+func (n *NATS) Server() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
+}
+
+// Start starts the server (again, with the same port and storage) and waits
+// until it is ready for connections.
+func (n *NATS) Start() {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		return
+	}
+	opts := n.opts
+	s, err := server.NewServer(&opts)
+	if err != nil {
+		n.t.Fatalf("testenv: nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		n.t.Fatalf("testenv: nats server on port %d not ready", n.opts.Port)
+	}
+	n.srv = s
+}
+
+// Shutdown stops the server and waits for it.
+func (n *NATS) Shutdown() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv == nil {
+		return
+	}
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+	n.srv = nil
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually polls cond every 10 ms until it returns true or timeout passes,
+// then fails the test with msg. It never sleeps longer than needed.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: timed out after %v: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

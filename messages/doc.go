@@ -1,0 +1,9 @@
+// Package messages turns a provider's webhook body into Events, one per item,
+// and gives each Event its identity and dedupe key.
+//
+// Guarantee: two deliveries of the same item always give the same identity and
+// key; two items that mean different things never do. Parsing never panics,
+// whatever the input (it is fuzzed); a body that is not a webhook at all is an
+// error wrapping ErrNotWebhook, and anything wagate does not recognise inside a
+// valid envelope becomes an event of kind "unknown" so that nothing is lost.
+package messages

@@ -1,0 +1,97 @@
+package messages
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind says what an Event is.
+type Kind string
+
+// The kinds of Event.
+const (
+	KindMessage Kind = "message" // an inbound message (messages[] item)
+	KindStatus  Kind = "status"  // a status of an outbound message: sent, delivered, read, played, failed
+	KindCall    Kind = "call"    // a calling event (calls[] item)
+	KindField   Kind = "field"   // a change of a non-message field (template status, account update, …)
+	KindError   Kind = "error"   // a value-level error (value.errors[] item)
+	KindUnknown Kind = "unknown" // anything inside a valid envelope that wagate does not recognise
+)
+
+// Providers.
+const (
+	// ProviderCloud is Meta's WhatsApp Business Cloud API.
+	ProviderCloud = "cloud"
+)
+
+// Event is one item of a webhook: the unit that is claimed, stored, processed
+// and acknowledged. Its JSON form is the payload of the stream message.
+type Event struct {
+	// Key is the dedupe key: a fixed-length hash of Identity ("wa:" + 22
+	// characters of base64url). Safe as a Redis key and a Nats-Msg-Id.
+	Key string `json:"key"`
+	// Identity is the human-readable string Key is derived from: provider,
+	// kind and the provider's own id fields.
+	Identity string `json:"identity"`
+	// Provider is the source of the event, for example ProviderCloud.
+	Provider string `json:"provider"`
+	// Kind says what the event is.
+	Kind Kind `json:"kind"`
+	// Account is the business account the event belongs to: for the Cloud API
+	// the phone_number_id from value.metadata, else the WABA id (entry.id).
+	Account string `json:"account"`
+	// ID is the provider's id of the item: the wamid of a message or status,
+	// the call id; empty when the item has none.
+	ID string `json:"id"`
+	// Type is the message type (text, image, …), the call event, or the
+	// changed field's name; empty when unknown.
+	Type string `json:"type,omitempty"`
+	// Status is the status value (sent, delivered, read, played, failed);
+	// statuses only.
+	Status string `json:"status,omitempty"`
+	// From is the sender (messages: from) or recipient (statuses:
+	// recipient_id) as the provider wrote it; empty when the item has none.
+	From string `json:"from"`
+	// Timestamp is the provider's time of the item, in Unix seconds; 0 when
+	// the item has none.
+	Timestamp int64 `json:"timestamp"`
+	// ReceivedAt is when the ingress received the request.
+	ReceivedAt time.Time `json:"received_at"`
+	// Fallback is true when the provider's id was missing or unusable and the
+	// identity was built from sender, timestamp and a content hash.
+	Fallback bool `json:"fallback,omitempty"`
+	// Errors are the provider's errors carried by the item (a failed status,
+	// an unsupported message, a value-level error).
+	Errors []Error `json:"errors,omitempty"`
+	// Item is the item's raw JSON exactly as received.
+	Item json.RawMessage `json:"item"`
+	// Context is where the item came from in the webhook.
+	Context Context `json:"context"`
+}
+
+// Context is what an item came with: the placement and shared data of the
+// webhook that held it.
+type Context struct {
+	// Object is the envelope's object, "whatsapp_business_account" for the Cloud API.
+	Object string `json:"object,omitempty"`
+	// EntryID is entry[].id: the WABA id for the Cloud API.
+	EntryID string `json:"entry_id,omitempty"`
+	// EntryTime is entry[].time in Unix seconds, when present.
+	EntryTime int64 `json:"entry_time,omitempty"`
+	// Field is changes[].field, for example "messages".
+	Field string `json:"field,omitempty"`
+	// Metadata is value.metadata as received (display_phone_number, phone_number_id).
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Contact is the value.contacts[] item matching the sender, as received.
+	Contact json.RawMessage `json:"contact,omitempty"`
+}
+
+// Error is a provider error carried by an item. Source: Meta, "Error codes"
+// (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
+type Error struct {
+	Code    int    `json:"code"`
+	Title   string `json:"title,omitempty"`
+	Message string `json:"message,omitempty"`
+	Details string `json:"details,omitempty"` // error_data.details
+	Href    string `json:"href,omitempty"`
+}
