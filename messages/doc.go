@@ -6,4 +6,9 @@
 // whatever the input (it is fuzzed); a body that is not a webhook at all is an
 // error wrapping ErrNotWebhook, and anything wagate does not recognise inside a
 // valid envelope becomes an event of kind "unknown" so that nothing is lost.
+//
+// Parse reads Meta's WhatsApp Business Cloud API webhooks; its documentation
+// lists the events it makes and the identity of each. Events carry the item's
+// bytes exactly as received (Event.Item), so a consumer can read any field
+// wagate does not, and Encode keeps them byte for byte on the wire.
 package messages

@@ -38,22 +38,27 @@ type Event struct {
 	// Kind says what the event is.
 	Kind Kind `json:"kind"`
 	// Account is the business account the event belongs to: for the Cloud API
-	// the phone_number_id from value.metadata, else the WABA id (entry.id).
+	// the phone_number_id from value.metadata, else the WABA id (entry.id);
+	// empty for an unknown item outside any entry.
 	Account string `json:"account"`
 	// ID is the provider's id of the item: the wamid of a message or status,
-	// the call id; empty when the item has none.
+	// the call id ("wacid.…"); empty when the item has none or its id is not
+	// a string.
 	ID string `json:"id"`
-	// Type is the message type (text, image, …), the call event, or the
-	// changed field's name; empty when unknown.
+	// Type is the message type (text, image, …), the call event (connect,
+	// terminate), or the changed field's name; for a status, its "type" when
+	// it has one ("call" on call statuses); for an unknown event, where the
+	// item was (see Parse). Empty when the item has none.
 	Type string `json:"type,omitempty"`
-	// Status is the status value (sent, delivered, read, played, failed);
-	// statuses only.
+	// Status is the status value (sent, delivered, read, played, failed; for
+	// calls RINGING, ACCEPTED, REJECTED); statuses only.
 	Status string `json:"status,omitempty"`
 	// From is the sender (messages: from) or recipient (statuses:
 	// recipient_id) as the provider wrote it; empty when the item has none.
 	From string `json:"from"`
 	// Timestamp is the provider's time of the item, in Unix seconds; 0 when
-	// the item has none.
+	// the item has none or it is malformed. Meta writes it as a string of
+	// digits; a JSON number is accepted too.
 	Timestamp int64 `json:"timestamp"`
 	// ReceivedAt is when the ingress received the request.
 	ReceivedAt time.Time `json:"received_at"`
@@ -63,7 +68,9 @@ type Event struct {
 	// Errors are the provider's errors carried by the item (a failed status,
 	// an unsupported message, a value-level error).
 	Errors []Error `json:"errors,omitempty"`
-	// Item is the item's raw JSON exactly as received.
+	// Item is the item's raw JSON exactly as received, escapes and
+	// whitespace included. For a field change it is the whole change object
+	// ({"field": …, "value": …}).
 	Item json.RawMessage `json:"item"`
 	// Context is where the item came from in the webhook.
 	Context Context `json:"context"`
@@ -82,7 +89,9 @@ type Context struct {
 	Field string `json:"field,omitempty"`
 	// Metadata is value.metadata as received (display_phone_number, phone_number_id).
 	Metadata json.RawMessage `json:"metadata,omitempty"`
-	// Contact is the value.contacts[] item matching the sender, as received.
+	// Contact is the value.contacts[] item matching the item, as received: the
+	// first whose wa_id equals From, else the only contact when there is
+	// exactly one; empty otherwise.
 	Contact json.RawMessage `json:"contact,omitempty"`
 }
 

@@ -1,0 +1,300 @@
+package messages
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Parse splits a WhatsApp Business Cloud API webhook body into Events, one per
+// item, in document order. receivedAt is stored in every Event's ReceivedAt.
+//
+// The body is Meta's webhook envelope (Meta, "Webhooks reference: messages"):
+// a JSON object with a string "object" (whatsapp_business_account) and an
+// "entry" array; each entry holds "id" (the WABA id), "time" (Unix seconds,
+// on some fields) and a "changes" array of {"field", "value"}. Events:
+//
+//   - field "messages": each value.messages[] item is a KindMessage event
+//     (Meta, "Webhooks reference: messages"), each value.statuses[] item a
+//     KindStatus event (Meta, "Status messages webhook reference"), each
+//     value.errors[] item a KindError event;
+//   - field "calls": each value.calls[] item is a KindCall event whose Type is
+//     the call's "event" (connect, terminate), each value.statuses[] item a
+//     KindStatus event (RINGING, ACCEPTED, REJECTED), each value.errors[]
+//     item a KindError event (Meta, Calling API: "API and Webhook
+//     Reference", "User-initiated calls", "Business-initiated calls");
+//   - any other field (message_template_status_update, account_update,
+//     phone_number_quality_update, …): one KindField event per change, whose
+//     Item is the whole change object and whose Type is the field name.
+//
+// Nothing inside a valid envelope is dropped and nothing there is an error:
+// an entry, change or item of the wrong JSON type, an entry without a
+// "changes" array, a change without an object "value", a "messages" or
+// "calls" change that holds no item at all, and every object member Parse
+// does not read (an unknown key of the envelope, an entry, a change or a
+// value, or an earlier duplicate of a key it reads) each become one
+// KindUnknown event whose Type says where it was: "envelope.<key>", "entry",
+// "entry.<key>", "change", "change.<key>", "value.<key>" or "value.<key>[]"
+// (an element of an array that is not an object). Where an object repeats a
+// key, the last one is read, as encoding/json does.
+//
+// Identities (see Event.Identity; parts joined with Identity):
+//
+//	message      cloud|message|<account>|<wamid>
+//	status       cloud|status|<account>|<wamid>|<status>
+//	call         cloud|call|<account>|<call id>|<event>
+//	field, error cloud|<kind>|<field>|<entry id>|<entry time>|<account>|<hash>
+//	unknown      cloud|unknown|<field>|<entry id>|<entry time>|<account>|<where>|<hash>
+//	fallback     cloud|<kind>|<account>|fallback|<from>|<timestamp>|<status>|<hash>
+//
+// where <hash> is the hex SHA-256 of the item's JSON after json.Compact (so
+// whitespace does not matter, escapes do) and <where> is the unknown event's
+// Type. The fallback identity, with Fallback set, is used for a message,
+// status or call whose id is missing, empty or not a string (or decodes to
+// U+FFFD: invalid UTF-8 or a lone surrogate, which would let two ids meet), a
+// status without a string status, and a call without a string event.
+//
+// Parse returns an error wrapping ErrNotWebhook, with the reason, when body is
+// empty, not JSON, not a JSON object, or lacks a string "object" or an array
+// "entry"; no events are returned then. An envelope with an empty "entry"
+// array gives no events and a nil error. Parse never panics, and its work is
+// linear in len(body).
+//
+// The events' Item, Context.Metadata and Context.Contact are sub-slices of
+// body (each with its capacity cut to its length): body must not be modified
+// while they are in use. Parse is safe for concurrent use.
+func Parse(body []byte, receivedAt time.Time) ([]Event, error) {
+	env, object, entries, err := envelope(body)
+	if err != nil {
+		return nil, err
+	}
+	p := cloudParser{receivedAt: receivedAt, object: object}
+	known := []string{"object", "entry"}
+	idx := lastIndexes(env, known)
+	for i, m := range env {
+		if k := knownAt(m, known, idx, i); k < 0 {
+			p.unknown(&placement{}, "envelope."+m.name(), m.value)
+		}
+	}
+	for _, e := range entries {
+		p.entry(e)
+	}
+	return p.events, nil
+}
+
+// envelope checks that body is a Cloud API webhook and returns the members of
+// its top-level object, its object and its entries.
+func envelope(body []byte) (env []member, object string, entries [][]byte, err error) {
+	fail := func(reason string) ([]member, string, [][]byte, error) {
+		return nil, "", nil, fmt.Errorf("%w: %s", ErrNotWebhook, reason)
+	}
+	if len(trimSpace(body)) == 0 {
+		return fail("empty body")
+	}
+	if !json.Valid(body) {
+		return fail("body is not JSON")
+	}
+	env, ok := members(body)
+	if !ok {
+		return fail("body is not a JSON object")
+	}
+	raw := lookup(env, "object")
+	if raw == nil {
+		return fail(`no "object" member`)
+	}
+	if object, ok = decodeString(raw); !ok {
+		return fail(`"object" is not a string`)
+	}
+	raw = lookup(env, "entry")
+	if raw == nil {
+		return fail(`no "entry" member`)
+	}
+	if entries, ok = elements(raw); !ok {
+		return fail(`"entry" is not an array`)
+	}
+	return env, object, entries, nil
+}
+
+// cloudParser collects the events of one body.
+type cloudParser struct {
+	receivedAt time.Time
+	object     string
+	events     []Event
+}
+
+// placement is where an item sits in the body: what Context and the
+// identities of items without an id of their own are made of.
+type placement struct {
+	entryID   string
+	entryTime int64
+	field     string
+	account   string
+	metadata  []byte
+}
+
+// entry turns one entry[] element into events: those of its changes, and an
+// unknown event for each member other than id, time and changes.
+func (p *cloudParser) entry(raw []byte) {
+	ms, ok := members(raw)
+	if !ok {
+		p.unknown(&placement{}, "entry", raw)
+		return
+	}
+	known := []string{"id", "time", "changes"}
+	idx := lastIndexes(ms, known)
+	at := placement{entryID: idOf(valueAt(ms, idx[0])), entryTime: unixSeconds(valueAt(ms, idx[1]))}
+	at.account = at.entryID
+	changes, ok := elements(valueAt(ms, idx[2]))
+	if !ok {
+		p.unknown(&at, "entry", raw)
+		return
+	}
+	for i, m := range ms {
+		if knownAt(m, known, idx, i) < 0 {
+			p.unknown(&at, "entry."+m.name(), m.value)
+		}
+	}
+	for _, c := range changes {
+		p.change(at, c)
+	}
+}
+
+// change turns one changes[] element into events, by its field.
+func (p *cloudParser) change(at placement, raw []byte) {
+	ms, ok := members(raw)
+	if !ok {
+		p.unknown(&at, "change", raw)
+		return
+	}
+	known := []string{"field", "value"}
+	idx := lastIndexes(ms, known)
+	field, ok := decodeString(valueAt(ms, idx[0]))
+	at.field = field
+	value, isObj := members(valueAt(ms, idx[1]))
+	if !ok || field == "" || !isObj {
+		p.unknown(&at, "change", raw)
+		return
+	}
+	if md := lookup(value, "metadata"); isObject(md) {
+		at.metadata = md
+		mdms, _ := members(md)
+		if id := idOf(lookup(mdms, "phone_number_id")); id != "" {
+			at.account = id
+		}
+	}
+	switch field {
+	case "messages", "calls":
+		before := len(p.events)
+		for i, m := range ms {
+			if knownAt(m, known, idx, i) < 0 {
+				p.unknown(&at, "change."+m.name(), m.value)
+			}
+		}
+		p.value(&at, value)
+		if len(p.events) == before {
+			p.unknown(&at, "change", raw)
+		}
+	default:
+		p.field(&at, raw)
+	}
+}
+
+// value turns the members of a "messages" or "calls" change's value into
+// events, in document order.
+func (p *cloudParser) value(at *placement, value []member) {
+	items := "messages"
+	if at.field == "calls" {
+		items = "calls"
+	}
+	known := []string{"messaging_product", "metadata", "contacts", items, "statuses", "errors"}
+	idx := lastIndexes(value, known)
+	contacts := newContacts(valueAt(value, idx[2]))
+	for i, m := range value {
+		switch knownAt(m, known, idx, i) {
+		case 0: // messaging_product
+			if _, ok := decodeString(m.value); !ok {
+				p.unknown(at, "value."+m.name(), m.value)
+			}
+		case 1: // metadata, read by change
+			if !isObject(m.value) {
+				p.unknown(at, "value."+m.name(), m.value)
+			}
+		case 2: // contacts, context of the items
+			p.array(at, m, func(raw []byte) bool { return isObject(raw) })
+		case 3: // messages or calls
+			kind := KindMessage
+			if items == "calls" {
+				kind = KindCall
+			}
+			p.array(at, m, func(raw []byte) bool { return p.item(kind, at, contacts, raw) })
+		case 4: // statuses
+			p.array(at, m, func(raw []byte) bool { return p.item(KindStatus, at, contacts, raw) })
+		case 5: // errors
+			p.array(at, m, func(raw []byte) bool { return p.valueError(at, raw) })
+		default:
+			p.unknown(at, "value."+m.name(), m.value)
+		}
+	}
+}
+
+// array calls each for every element of m's array value. A value that is not
+// an array, and every element for which each returns false, becomes an
+// unknown event.
+func (p *cloudParser) array(at *placement, m member, each func(raw []byte) bool) {
+	els, ok := elements(m.value)
+	if !ok {
+		p.unknown(at, "value."+m.name(), m.value)
+		return
+	}
+	for _, el := range els {
+		if !each(el) {
+			p.unknown(at, "value."+m.name()+"[]", el)
+		}
+	}
+}
+
+// maxKnown bounds the number of member names read from one object.
+const maxKnown = 6
+
+// indexes holds, for each name read from an object, the index of the member
+// read (the last one with that name), or -1.
+type indexes [maxKnown]int
+
+// lastIndexes returns, for each of names (at most maxKnown), the index in ms
+// of the last member with that name, or -1.
+func lastIndexes(ms []member, names []string) indexes {
+	var idx indexes
+	for k := range idx {
+		idx[k] = -1
+	}
+	for i, m := range ms {
+		for k, n := range names {
+			if m.is(n) {
+				idx[k] = i
+			}
+		}
+	}
+	return idx
+}
+
+// knownAt returns k when m, the member at index i, is the one read for
+// names[k]; -1 when it is unknown or an earlier duplicate.
+func knownAt(m member, names []string, idx indexes, i int) int {
+	for k, n := range names {
+		if m.is(n) {
+			if idx[k] == i {
+				return k
+			}
+			return -1
+		}
+	}
+	return -1
+}
+
+// valueAt returns the value of ms[i], or nil when i is -1.
+func valueAt(ms []member, i int) []byte {
+	if i < 0 {
+		return nil
+	}
+	return ms[i].value
+}
