@@ -1,0 +1,43 @@
+// Command wagate is the operator's command line: it runs the whole pipeline
+// in one process (dev), sends signed payloads to an ingress (send) and
+// inspects dedupe state (key).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	if err := root.ExecuteContext(ctx); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "wagate:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "wagate",
+		Short: "wagate makes WhatsApp webhooks safe to process: stored before 200, processed exactly once",
+		Long: `wagate makes WhatsApp webhooks safe to process: every event a provider
+delivers is stored durably in NATS JetStream before the provider is answered
+200, and its business logic runs exactly once.
+
+Configuration comes from WAGATE_* environment variables (see the README).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newSendCmd(), newKeyCmd())
+	return root
+}

@@ -1,0 +1,122 @@
+// Package config reads wagate's configuration from WAGATE_* environment
+// variables for the three commands (ingress, worker, wagate). Every variable,
+// its default and its unit is listed in the README's configuration table;
+// the struct tags below are the single source of those defaults.
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of wagate. Durations use Go syntax ("30s", "168h").
+type Config struct {
+	// Connections.
+	RedisURL string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	NATSURL  string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+
+	// Dedupe.
+	DedupeBackend string        `env:"DEDUPE_BACKEND" envDefault:"redis"` // redis | nats
+	DedupeHorizon time.Duration `env:"DEDUPE_HORIZON" envDefault:"168h"`
+	KVBucket      string        `env:"KV_BUCKET" envDefault:"wagate_dedupe"`
+
+	// Ingress.
+	HTTPAddr         string        `env:"HTTP_ADDR" envDefault:":8080"`
+	MetaAppSecrets   []string      `env:"META_APP_SECRET" envSeparator:","`
+	MetaVerifyToken  string        `env:"META_VERIFY_TOKEN"`
+	InsecureNoSecret bool          `env:"INSECURE_NO_SIGNATURE" envDefault:"false"`
+	BodyLimit        int64         `env:"BODY_LIMIT" envDefault:"4194304"`
+	RedisPolicy      string        `env:"REDIS_POLICY" envDefault:"fail-open"` // fail-open | fail-closed
+	PublishTimeout   time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+
+	// Worker.
+	Handler           string        `env:"HANDLER" envDefault:"log"` // forward | log
+	ForwardURL        string        `env:"FORWARD_URL"`
+	ForwardTimeout    time.Duration `env:"FORWARD_TIMEOUT" envDefault:"10s"`
+	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
+	WorkerHTTPAddr    string        `env:"WORKER_HTTP_ADDR" envDefault:":8081"`
+	LockTTL           time.Duration `env:"LOCK_TTL" envDefault:"30s"`
+
+	// JetStream.
+	EventsStream    string        `env:"EVENTS_STREAM" envDefault:"WAGATE_EVENTS"`
+	DLQStream       string        `env:"DLQ_STREAM" envDefault:"WAGATE_DLQ"`
+	Consumer        string        `env:"CONSUMER" envDefault:"wagate-workers"`
+	StreamReplicas  int           `env:"STREAM_REPLICAS" envDefault:"1"`
+	StreamMaxAge    time.Duration `env:"STREAM_MAX_AGE" envDefault:"168h"`
+	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
+	AckWait         time.Duration `env:"ACK_WAIT" envDefault:"30s"`
+	MaxDeliver      int           `env:"MAX_DELIVER" envDefault:"10"`
+	MaxAckPending   int           `env:"MAX_ACK_PENDING" envDefault:"1000"`
+
+	// Logs.
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`  // debug | info | warn | error
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"` // json | text
+
+	// Embedded mode (wagate dev).
+	DataDir string `env:"DATA_DIR" envDefault:".wagate"`
+}
+
+// Prefix is the prefix of every variable.
+const Prefix = "WAGATE_"
+
+// Load reads the configuration from the environment and validates it. It
+// returns an error naming the variable at fault.
+func Load() (Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that have a fixed set of choices or a range.
+func (c Config) Validate() error {
+	var errs []string
+	oneOf := func(name, v string, choices ...string) {
+		for _, ch := range choices {
+			if v == ch {
+				return
+			}
+		}
+		errs = append(errs, fmt.Sprintf("%s%s=%q: want one of %s", Prefix, name, v, strings.Join(choices, ", ")))
+	}
+	oneOf("DEDUPE_BACKEND", c.DedupeBackend, "redis", "nats")
+	oneOf("REDIS_POLICY", c.RedisPolicy, "fail-open", "fail-closed")
+	oneOf("HANDLER", c.Handler, "forward", "log")
+	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
+	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
+	if c.Handler == "forward" && c.ForwardURL == "" {
+		errs = append(errs, Prefix+"HANDLER=forward needs "+Prefix+"FORWARD_URL")
+	}
+	positive := func(name string, v int64) {
+		if v <= 0 {
+			errs = append(errs, fmt.Sprintf("%s%s must be > 0, got %d", Prefix, name, v))
+		}
+	}
+	positive("DEDUPE_HORIZON", int64(c.DedupeHorizon))
+	positive("BODY_LIMIT", c.BodyLimit)
+	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
+	positive("LOCK_TTL", int64(c.LockTTL))
+	positive("ACK_WAIT", int64(c.AckWait))
+	positive("MAX_DELIVER", int64(c.MaxDeliver))
+	positive("STREAM_REPLICAS", int64(c.StreamReplicas))
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Secrets returns the configured Meta App Secrets, trimmed, empty ones dropped.
+func (c Config) Secrets() []string {
+	var out []string
+	for _, s := range c.MetaAppSecrets {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,113 @@
+// Package connect opens the connections every wagate command needs, from
+// its configuration: Redis, NATS with JetStream, the dedupe store and the
+// logger.
+package connect
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/internal/streams"
+)
+
+// Logger returns the structured logger the configuration asks for, writing
+// to stderr.
+func Logger(c config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// Redis returns a client for url (redis:// or rediss://). go-redis connects
+// lazily; use Ping to check it.
+func Redis(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("connect: redis url: %w", err)
+	}
+	opts.ClientName = "wagate"
+	return redis.NewClient(opts), nil
+}
+
+// NATS connects to url and returns the connection and its JetStream
+// context. It reconnects forever after the first connection; the first
+// connection is retried until ctx is done.
+func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: nats: %w", err)
+	}
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, fmt.Errorf("connect: nats %s: %w", url, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("connect: jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// Streams returns the stream configuration from c.
+func Streams(c config.Config) streams.Config {
+	return streams.Config{
+		Events:          c.EventsStream,
+		DLQ:             c.DLQStream,
+		Consumer:        c.Consumer,
+		Replicas:        c.StreamReplicas,
+		MaxAge:          c.StreamMaxAge,
+		DuplicateWindow: c.DuplicateWindow,
+		AckWait:         c.AckWait,
+		MaxDeliver:      c.MaxDeliver,
+		MaxAckPending:   c.MaxAckPending,
+	}
+}
+
+// Store returns the dedupe store c asks for: Redis at c.RedisURL, or
+// JetStream key-value on js. The returned close function releases it.
+func Store(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe.Store, func(), error) {
+	switch c.DedupeBackend {
+	case "nats":
+		kv, err := dedupe.NewKV(ctx, js, dedupe.KVOptions{Bucket: c.KVBucket, Horizon: c.DedupeHorizon, Replicas: c.StreamReplicas})
+		if err != nil {
+			return nil, nil, err
+		}
+		return kv, func() {}, nil
+	default:
+		rc, err := Redis(c.RedisURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return dedupe.NewRedis(rc, dedupe.RedisOptions{Horizon: c.DedupeHorizon}), func() { _ = rc.Close() }, nil
+	}
+}
