@@ -38,6 +38,6 @@ Configuration comes from WAGATE_* environment variables (see the README).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSendCmd(), newKeyCmd())
+	root.AddCommand(newDevCmd(), newSendCmd(), newKeyCmd())
 	return root
 }

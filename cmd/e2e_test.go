@@ -1,0 +1,358 @@
+// Package e2e runs the built wagate binaries as separate processes against
+// real Redis and a real NATS server with JetStream, and checks the contract
+// end to end: every event of every payload fixture is forwarded exactly once
+// with its key, however often and however concurrently it is delivered.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wagate/wagate/internal/testenv"
+	"github.com/wagate/wagate/messages"
+)
+
+const secret = "e2e-app-secret"
+
+// sink records every forward of the worker's forward handler.
+type sink struct {
+	mu       sync.Mutex
+	forwards []forward
+}
+
+type forward struct {
+	IdempotencyKey string
+	Fence          int64
+	Event          messages.Event
+}
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ev, err := messages.Decode(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fence, _ := strconv.ParseInt(r.Header.Get("Wagate-Fencing-Token"), 10, 64)
+	s.mu.Lock()
+	s.forwards = append(s.forwards, forward{IdempotencyKey: r.Header.Get("Idempotency-Key"), Fence: fence, Event: ev})
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *sink) snapshot() []forward {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]forward(nil), s.forwards...)
+}
+
+// build compiles the commands once per test binary run.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "wagate-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+string(os.PathSeparator), "./ingress", "./worker", "./wagate")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// process is one running binary, killed at the end of the test.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func start(t *testing.T, bin, name string, env ...string) *process {
+	t.Helper()
+	var logBuf bytes.Buffer
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = &syncWriter{w: &logBuf}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: &logBuf}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("--- %s log:\n%s", name, tail(cmd.Stdout.(*syncWriter).String(), 4000))
+		}
+	})
+	return p
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "%s never answered 200", url)
+}
+
+func sign(body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func post(url string, body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature-256", sign(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// fixtures returns every Cloud API payload fixture with the keys its events
+// must be forwarded under. Some fixtures reuse a wamid on one account (see
+// messages/testdata/README.md): one key then stands for several items, and
+// whichever delivery was stored first is the one forwarded.
+func fixtures(t *testing.T) (bodies map[string][]byte, want map[string][]messages.Event) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "messages", "testdata", "meta_*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	bodies = map[string][]byte{}
+	want = map[string][]messages.Event{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := messages.Parse(b, time.Now())
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(evs) == 0 {
+			t.Fatalf("%s: no events", f)
+		}
+		for _, ev := range evs {
+			want[ev.Key] = append(want[ev.Key], ev)
+		}
+		bodies[filepath.Base(f)] = b
+	}
+	return bodies, want
+}
+
+func TestEndToEndExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped in -short mode")
+	}
+	dir := binaries(t)
+	redisURL := testenv.RedisURL(t)
+	natsURL := testenv.NATSURL(t)
+
+	var sk sink
+	sinkSrv := httptest.NewServer(&sk)
+	t.Cleanup(sinkSrv.Close)
+
+	common := []string{
+		"WAGATE_REDIS_URL=" + redisURL,
+		"WAGATE_NATS_URL=" + natsURL,
+		"WAGATE_META_APP_SECRET=" + secret,
+		"WAGATE_META_VERIFY_TOKEN=e2e-verify",
+		"WAGATE_LOG_LEVEL=debug",
+	}
+	var ingress []string
+	for i := range 2 {
+		port := testenv.FreePort(t)
+		start(t, filepath.Join(dir, "ingress"), fmt.Sprintf("ingress-%d", i),
+			append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		waitReady(t, base+"/readyz")
+		ingress = append(ingress, base+"/webhooks/whatsapp")
+	}
+	for i := range 2 {
+		port := testenv.FreePort(t)
+		start(t, filepath.Join(dir, "worker"), fmt.Sprintf("worker-%d", i),
+			append(common,
+				"WAGATE_HANDLER=forward",
+				"WAGATE_FORWARD_URL="+sinkSrv.URL,
+				"WAGATE_WORKER_CONCURRENCY=4",
+				fmt.Sprintf("WAGATE_WORKER_HTTP_ADDR=127.0.0.1:%d", port))...)
+		waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+	}
+
+	bodies, want := fixtures(t)
+	names := make([]string, 0, len(bodies))
+	for n := range bodies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	expect200 := func(name string, url string) {
+		t.Helper()
+		code, err := post(url, bodies[name])
+		if err != nil || code != http.StatusOK {
+			t.Errorf("POST %s to %s: code %d err %v, want 200", name, url, code, err)
+		}
+	}
+	// Once, then again one after another, alternating ingresses.
+	for round := range 2 {
+		for i, n := range names {
+			expect200(n, ingress[(i+round)%2])
+		}
+	}
+	// Then 20 copies of each at the same moment, across both ingresses.
+	for _, n := range names {
+		var wg sync.WaitGroup
+		startGun := make(chan struct{})
+		for c := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-startGun
+				code, err := post(ingress[c%2], bodies[n])
+				if err != nil || code != http.StatusOK {
+					t.Errorf("concurrent POST %s: code %d err %v, want 200", n, code, err)
+				}
+			}()
+		}
+		close(startGun)
+		wg.Wait()
+	}
+
+	// Wait until every expected key was forwarded and the consumer is idle.
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	testenv.Eventually(t, 90*time.Second, func() bool {
+		got := map[string]bool{}
+		for _, f := range sk.snapshot() {
+			got[f.Event.Key] = true
+		}
+		if len(got) < len(want) {
+			return false
+		}
+		cons, err := js.Consumer(ctx, "WAGATE_EVENTS", "wagate-workers")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, "sink got %d forwards, want %d distinct keys", len(sk.snapshot()), len(want))
+
+	// Exactly once, with the right key, and nothing else.
+	seen := map[string]int{}
+	for _, f := range sk.snapshot() {
+		seen[f.Event.Key]++
+		if f.IdempotencyKey != f.Event.Key {
+			t.Errorf("forward of %s: Idempotency-Key %q, want the event key", f.Event.Key, f.IdempotencyKey)
+		}
+		if f.Fence < 1 {
+			t.Errorf("forward of %s: fencing token %d, want ≥ 1", f.Event.Key, f.Fence)
+		}
+		candidates, ok := want[f.Event.Key]
+		if !ok {
+			t.Errorf("forward of unexpected key %s (identity %q)", f.Event.Key, f.Event.Identity)
+			continue
+		}
+		match := false
+		for _, w := range candidates {
+			match = match || (f.Event.Identity == w.Identity && f.Event.Kind == w.Kind && bytes.Equal(f.Event.Item, w.Item))
+		}
+		if !match {
+			t.Errorf("forward of %s: identity %q kind %s item %s: matches no fixture item with that key", f.Event.Key, f.Event.Identity, f.Event.Kind, f.Event.Item)
+		}
+	}
+	for k, w := range want {
+		if seen[k] != 1 {
+			t.Errorf("key %s (%s): forwarded %d times, want exactly 1", k, w[0].Identity, seen[k])
+		}
+	}
+	stream, err := js.Stream(ctx, "WAGATE_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(len(want)) {
+		t.Errorf("events stream holds %d messages, want %d (one per distinct event)", info.State.Msgs, len(want))
+	}
+	t.Logf("%d fixtures, %d distinct events, %d POSTs, %d forwards", len(bodies), len(want), len(bodies)*22, len(sk.snapshot()))
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wagate/wagate/ingest"
+	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/worker"
+)
+
+// devSecrets are the credentials wagate dev generates once and keeps in its
+// data folder, unless the environment sets them.
+type devSecrets struct {
+	AppSecret   string `json:"app_secret"`
+	VerifyToken string `json:"verify_token"`
+}
+
+func newDevCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole pipeline in one process: embedded NATS with JetStream, ingress and worker",
+		Long: `Run the whole pipeline in one process, with nothing else to install:
+
+  - an embedded NATS server with JetStream, data under WAGATE_DATA_DIR
+    (default ./.wagate), kept across restarts;
+  - the JetStream key-value dedupe store on it;
+  - the ingress on WAGATE_HTTP_ADDR (default :8080);
+  - a worker running the log handler, or the forward handler when
+    WAGATE_FORWARD_URL is set.
+
+The App Secret and verify token come from WAGATE_META_APP_SECRET and
+WAGATE_META_VERIFY_TOKEN, else are generated once and kept in
+<data dir>/secrets.json. When WAGATE_NATS_URL is set, that server is used
+instead of the embedded one; when WAGATE_REDIS_URL is set, Redis is the dedupe
+store. Ctrl-C stops it cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), cmd.OutOrStdout()) },
+	}
+	return cmd
+}
+
+func runDev(ctx context.Context, out io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dev: data dir: %w", err)
+	}
+	secrets, err := loadDevSecrets(cfg)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	natsURL := cfg.NATSURL
+	if _, set := os.LookupEnv("WAGATE_NATS_URL"); !set {
+		ns, err := startEmbeddedNATS(filepath.Join(cfg.DataDir, "nats"))
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		natsURL = ns.ClientURL()
+	}
+	if _, set := os.LookupEnv("WAGATE_REDIS_URL"); set {
+		cfg.DedupeBackend = "redis"
+	} else {
+		cfg.DedupeBackend = "nats"
+	}
+	if cfg.ForwardURL != "" {
+		cfg.Handler = "forward"
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nc, js, err := connect.NATS(cctx, natsURL, "wagate-dev", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, closeStore, err := connect.Store(cctx, cfg, js)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	reg := prometheus.NewRegistry()
+	srv, err := ingest.New(ingest.Config{
+		Addr:           cfg.HTTPAddr,
+		AppSecrets:     []string{secrets.AppSecret},
+		VerifyToken:    secrets.VerifyToken,
+		BodyLimit:      cfg.BodyLimit,
+		RedisPolicy:    ingest.Policy(cfg.RedisPolicy),
+		PublishTimeout: cfg.PublishTimeout,
+		Streams:        connect.Streams(cfg),
+		Logger:         log,
+		Registerer:     reg,
+	}, store, js)
+	if err != nil {
+		return err
+	}
+	var h worker.Handler = worker.NewLog(log)
+	if cfg.Handler == "forward" {
+		h = worker.NewForward(cfg.ForwardURL, &http.Client{Timeout: cfg.ForwardTimeout})
+	}
+	w, err := worker.New(worker.Config{
+		Streams:     connect.Streams(cfg),
+		Concurrency: cfg.WorkerConcurrency,
+		LockTTL:     cfg.LockTTL,
+		Logger:      log,
+		Registerer:  reg,
+	}, js, store, h)
+	if err != nil {
+		return err
+	}
+	if err := srv.EnsureStreams(cctx); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("dev: listen %s: %w", cfg.HTTPAddr, err)
+	}
+	base := "http://" + displayAddr(ln.Addr())
+	fmt.Fprintf(out, `wagate dev is running
+  webhook       %s/webhooks/whatsapp
+  health        %s/healthz   %s/readyz   %s/metrics
+  nats          %s (JetStream, data in %s)
+  dedupe        %s
+  handler       %s
+  verify token  %s
+  app secret    %s
+Send the sample payloads from another terminal:  bin/wagate send
+Stop with Ctrl-C.
+`, base, base, base, base, natsURL, cfg.DataDir, describeStore(cfg), describeHandler(cfg), secrets.VerifyToken, secrets.AppSecret)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, ln) })
+	g.Go(func() error { return w.Run(gctx) })
+	err = g.Wait()
+	fmt.Fprintln(out, "wagate dev stopped")
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func describeStore(cfg config.Config) string {
+	if cfg.DedupeBackend == "redis" {
+		return "redis " + cfg.RedisURL
+	}
+	return "JetStream key-value bucket " + cfg.KVBucket
+}
+
+func describeHandler(cfg config.Config) string {
+	if cfg.Handler == "forward" {
+		return "forward to " + cfg.ForwardURL
+	}
+	return "log (one line per processed event)"
+}
+
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("127.0.0.1:%d", tcp.Port)
+	}
+	return tcp.String()
+}
+
+// startEmbeddedNATS starts a NATS server with JetStream storing under dir, on
+// loopback port 4223 when free, else on any free port.
+func startEmbeddedNATS(dir string) (*server.Server, error) {
+	port := 4223
+	if l, err := net.Listen("tcp", "127.0.0.1:4223"); err == nil {
+		_ = l.Close()
+	} else {
+		port = server.RANDOM_PORT
+	}
+	s, err := server.NewServer(&server.Options{
+		ServerName: "wagate-dev",
+		Host:       "127.0.0.1",
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoLog:      true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dev: nats server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("dev: embedded nats server not ready after 15s")
+	}
+	return s, nil
+}
+
+// loadDevSecrets returns the App Secret and verify token: from the
+// environment when set, else from <data dir>/secrets.json, generated there
+// on first use.
+func loadDevSecrets(cfg config.Config) (devSecrets, error) {
+	path := filepath.Join(cfg.DataDir, "secrets.json")
+	var s devSecrets
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return s, fmt.Errorf("dev: %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return s, fmt.Errorf("dev: %w", err)
+	}
+	changed := false
+	if s.AppSecret == "" {
+		s.AppSecret, changed = randomHex(16), true
+	}
+	if s.VerifyToken == "" {
+		s.VerifyToken, changed = randomHex(8), true
+	}
+	if changed {
+		b, _ := json.MarshalIndent(s, "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+			return s, fmt.Errorf("dev: %w", err)
+		}
+	}
+	if secs := cfg.Secrets(); len(secs) > 0 {
+		s.AppSecret = secs[0]
+	}
+	if cfg.MetaVerifyToken != "" {
+		s.VerifyToken = cfg.MetaVerifyToken
+	}
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

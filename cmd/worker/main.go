@@ -1,0 +1,128 @@
+// Command worker consumes wagate's events stream and runs the configured
+// handler for each event, exactly once, under a lock with a fencing number.
+// It serves /healthz, /readyz and /metrics on WAGATE_WORKER_HTTP_ADDR.
+// Configuration: WAGATE_* environment variables (see the README).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := connect.Logger(cfg)
+
+	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nc, js, err := connect.NATS(connectCtx, cfg.NATSURL, "wagate-worker", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, closeStore, err := connect.Store(connectCtx, cfg, js)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	var h worker.Handler
+	switch cfg.Handler {
+	case "forward":
+		h = worker.NewForward(cfg.ForwardURL, &http.Client{Timeout: cfg.ForwardTimeout})
+	default:
+		h = worker.NewLog(log)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := worker.New(worker.Config{
+		Streams:         connect.Streams(cfg),
+		Concurrency:     cfg.WorkerConcurrency,
+		LockTTL:         cfg.LockTTL,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          log,
+		Registerer:      reg,
+	}, js, store, h)
+	if err != nil {
+		return err
+	}
+
+	httpSrv := &http.Server{
+		Addr:              cfg.WorkerHTTPAddr,
+		Handler:           probes(reg, nc, store),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- httpSrv.ListenAndServe() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(sctx)
+	}()
+
+	log.Info("worker starting", "handler", cfg.Handler, "concurrency", cfg.WorkerConcurrency, "http_addr", cfg.WorkerHTTPAddr, "dedupe", cfg.DedupeBackend)
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(ctx) }()
+	select {
+	case err := <-httpErr:
+		return fmt.Errorf("http %s: %w", cfg.WorkerHTTPAddr, err)
+	case err := <-runErr:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// probes serves the worker's /healthz, /readyz and /metrics.
+func probes(reg *prometheus.Registry, nc *nats.Conn, store dedupe.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !nc.IsConnected() {
+			http.Error(w, "nats: not connected", http.StatusServiceUnavailable)
+			return
+		}
+		if err := store.Ping(ctx); err != nil {
+			http.Error(w, "dedupe store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}

@@ -1,0 +1,240 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/messages"
+)
+
+// Outcomes of an event, the values of the "outcome" label of
+// wagate_ingest_events_total.
+const (
+	outcomeAccepted    = "accepted"    // claimed, published, stored
+	outcomeDuplicate   = "duplicate"   // already accepted or done (or twice in one body): not published
+	outcomeRepublished = "republished" // claim pending elsewhere: published again with the same Nats-Msg-Id, stored
+	outcomeBypassed    = "bypassed"    // the claim failed (FailOpen): published without a claim, stored
+	outcomeRejected    = "rejected"    // not stored: the request is answered 503
+)
+
+// Answer is the JSON body of every answer to a webhook POST. Providers ignore
+// it; it tells a person (or wagate send) what became of the events.
+type Answer struct {
+	// Events is the number of events in the body.
+	Events int `json:"events"`
+	// Accepted counts the events stored by this request (published, or
+	// republished over a pending claim, or published without a claim under
+	// FailOpen).
+	Accepted int `json:"accepted"`
+	// Duplicates counts the events already stored by an earlier delivery (or
+	// repeated within the body); they were not published again.
+	Duplicates int `json:"duplicates"`
+	// Error says why the request was refused; empty on 200.
+	Error string `json:"error,omitempty"`
+}
+
+// accept claims, publishes and accounts for the events of one request, and
+// returns the answer: 200 when every event is stored (or a duplicate), 503
+// otherwise. It runs to the end even if the provider hangs up, so that every
+// claim it takes is accepted or released.
+func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answer) {
+	ans := Answer{Events: len(events)}
+	ctx = context.WithoutCancel(ctx)
+	owner, req := s.requestOwner()
+	log := s.log.With("req", req)
+
+	for i := range events {
+		if events[i].Fallback {
+			s.metrics.fallback.WithLabelValues(string(events[i].Kind)).Inc()
+			log.Info("ingest: fallback identity", eventAttrs(&events[i])...)
+		}
+	}
+
+	// One claim per distinct key: an item repeated in one body is a duplicate.
+	uniq := make([]*messages.Event, 0, len(events))
+	keys := make([]string, 0, len(events))
+	seen := make(map[string]struct{}, len(events))
+	for i := range events {
+		ev := &events[i]
+		if _, ok := seen[ev.Key]; ok {
+			ans.Duplicates++
+			s.count(ev, outcomeDuplicate)
+			log.Info("ingest: duplicate in the same body", eventAttrs(ev)...)
+			continue
+		}
+		seen[ev.Key] = struct{}{}
+		uniq = append(uniq, ev)
+		keys = append(keys, ev.Key)
+	}
+
+	claims, err := s.claim(ctx, owner, keys)
+	bypass := false
+	if err != nil {
+		if s.cfg.RedisPolicy == FailClosed {
+			log.Warn("ingest: claim failed; refusing the request (fail-closed)", "err", err, "events", len(uniq))
+			for _, ev := range uniq {
+				s.count(ev, outcomeRejected)
+			}
+			ans.Error = "dedupe store unavailable"
+			return http.StatusServiceUnavailable, ans
+		}
+		log.Warn("ingest: claim failed; publishing without claims (fail-open)", "err", err, "events", len(uniq))
+		bypass = true
+	}
+
+	// Decide what to publish.
+	var (
+		pub      []*messages.Event
+		pubClaim []dedupe.Claim // parallel to pub; zero when bypassing
+	)
+	for i, ev := range uniq {
+		if bypass {
+			pub = append(pub, ev)
+			pubClaim = append(pubClaim, dedupe.Claim{})
+			continue
+		}
+		switch cl := claims[i]; cl.Prior {
+		case dedupe.Accepted, dedupe.Done:
+			ans.Duplicates++
+			s.count(ev, outcomeDuplicate)
+			log.Info("ingest: duplicate", append(eventAttrs(ev), "state", cl.Prior.String())...)
+		default: // Absent, Pending
+			pub = append(pub, ev)
+			pubClaim = append(pubClaim, cl)
+		}
+	}
+	if len(pub) == 0 {
+		return http.StatusOK, ans
+	}
+
+	results := s.publishAll(ctx, pub)
+
+	var stored, release []dedupe.Claim
+	failed := 0
+	for i, ev := range pub {
+		cl, r := pubClaim[i], results[i]
+		if r.err != nil {
+			failed++
+			s.count(ev, outcomeRejected)
+			log.Warn("ingest: publish failed", append(eventAttrs(ev), "err", r.err)...)
+			if !bypass && cl.Prior == dedupe.Absent {
+				release = append(release, cl)
+			}
+			continue
+		}
+		ans.Accepted++
+		attrs := append(eventAttrs(ev), "seq", r.ack.Sequence, "stream_duplicate", r.ack.Duplicate)
+		switch {
+		case bypass:
+			s.count(ev, outcomeBypassed)
+			log.Info("ingest: stored without a claim", attrs...)
+		case cl.Prior == dedupe.Absent:
+			s.count(ev, outcomeAccepted)
+			stored = append(stored, cl)
+			log.Debug("ingest: stored", attrs...)
+		default:
+			s.count(ev, outcomeRepublished)
+			stored = append(stored, cl)
+			log.Info("ingest: republished over a pending claim", attrs...)
+		}
+	}
+
+	if len(release) > 0 {
+		if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Release(ctx, release) }); err != nil {
+			// The keys stay pending until the horizon; a retry republishes them.
+			log.Error("ingest: release failed", "err", err, "keys", keysOf(release))
+		}
+	}
+	if len(stored) > 0 {
+		if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Accept(ctx, stored) }); err != nil {
+			// The keys stay pending; a retry republishes them and JetStream
+			// drops the copy within its duplicate window.
+			log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
+		}
+	}
+	if failed > 0 {
+		log.Warn("ingest: request refused: events not stored", "failed", failed, "events", len(events))
+		ans.Error = fmt.Sprintf("%d of %d events not stored", failed, len(events))
+		return http.StatusServiceUnavailable, ans
+	}
+	return http.StatusOK, ans
+}
+
+// claim claims keys in one store call bounded by Config.StoreTimeout, and
+// checks the answer has one claim per key.
+func (s *Server) claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {
+	start := time.Now()
+	var claims []dedupe.Claim
+	err := s.storeCall(ctx, func(ctx context.Context) error {
+		var err error
+		claims, err = s.store.Claim(ctx, owner, keys)
+		return err
+	})
+	s.metrics.claim.Observe(time.Since(start).Seconds())
+	if err == nil && len(claims) != len(keys) {
+		err = fmt.Errorf("ingest: store answered %d claims for %d keys", len(claims), len(keys))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i, cl := range claims {
+		if cl.Key != keys[i] {
+			return nil, fmt.Errorf("ingest: store answered claim %d for another key", i)
+		}
+	}
+	return claims, nil
+}
+
+// storeCall runs f under Config.StoreTimeout.
+func (s *Server) storeCall(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// count counts one event's outcome.
+func (s *Server) count(ev *messages.Event, outcome string) {
+	s.metrics.events.WithLabelValues(string(ev.Kind), outcome).Inc()
+}
+
+// keysOf returns the keys of claims, for the logs.
+func keysOf(claims []dedupe.Claim) []string {
+	keys := make([]string, len(claims))
+	for i, cl := range claims {
+		keys[i] = cl.Key
+	}
+	return keys
+}
+
+// eventAttrs returns the log attributes of an event: its key first, and
+// nothing that holds content or an unmasked phone number.
+func eventAttrs(ev *messages.Event) []any {
+	attrs := []any{"key", ev.Key, "provider", ev.Provider, "kind", string(ev.Kind), "account", ev.Account}
+	if ev.Type != "" {
+		attrs = append(attrs, "type", ev.Type)
+	}
+	if ev.Status != "" {
+		attrs = append(attrs, "status", ev.Status)
+	}
+	if ev.From != "" {
+		attrs = append(attrs, "from", maskPhone(ev.From))
+	}
+	return attrs
+}
+
+// maskPhone hides all but the last four characters of a phone number (or of
+// any sender id: a WhatsApp id is a phone number).
+func maskPhone(p string) string {
+	const keep = 4
+	r := []rune(p)
+	if len(r) <= keep {
+		return "****"
+	}
+	for i := range len(r) - keep {
+		r[i] = '*'
+	}
+	return string(r)
+}

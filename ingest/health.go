@@ -1,0 +1,73 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+)
+
+// Paths of the operational routes.
+const (
+	pathHealth = "/healthz"
+	pathReady  = "/readyz"
+	pathMetric = "/metrics"
+)
+
+// readyTimeout bounds each check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// health answers /healthz: the process is alive and serving.
+func (s *Server) health(c echo.Context) error {
+	return c.String(http.StatusOK, "ok")
+}
+
+// readiness is the body of a /readyz answer: "ok" or the reason of each
+// failed dependency.
+type readiness struct {
+	Store     string `json:"store"`
+	JetStream string `json:"jetstream"`
+	Draining  bool   `json:"draining,omitempty"`
+}
+
+// ready answers /readyz: 200 when the dedupe store answers a ping and the
+// NATS connection is up with JetStream answering, else 503 with the reason
+// of each failure. It answers 503 from the moment Run's context is cancelled,
+// so that load balancers stop sending requests during the shutdown.
+func (s *Server) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
+	defer cancel()
+	var r readiness
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Store = status(s.store.Ping(ctx)) })
+	wg.Go(func() { r.JetStream = status(s.pingJetStream(ctx)) })
+	wg.Wait()
+	r.Draining = s.draining.Load()
+	code := http.StatusOK
+	if r.Store != "ok" || r.JetStream != "ok" || r.Draining {
+		code = http.StatusServiceUnavailable
+		s.log.Info("ingest: not ready", "store", r.Store, "jetstream", r.JetStream, "draining", r.Draining)
+	}
+	return c.JSON(code, r)
+}
+
+// pingJetStream checks the NATS connection is up and JetStream answers.
+func (s *Server) pingJetStream(ctx context.Context) error {
+	if nc := s.js.Conn(); nc != nil && nc.Status() != nats.CONNECTED {
+		return fmt.Errorf("nats %s", nc.Status())
+	}
+	_, err := s.js.AccountInfo(ctx)
+	return err
+}
+
+// status is "ok" for a nil error, else the error's text.
+func status(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}

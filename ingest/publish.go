@@ -1,0 +1,107 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wagate/wagate/messages"
+)
+
+// PublishFunc publishes one event's message to JetStream and returns its
+// PubAck. msg carries the subject, the encoded event and the headers
+// Nats-Msg-Id (the dedupe key), Nats-Expected-Stream, Wagate-Provider,
+// Wagate-Kind and Wagate-Received-At. It must return when ctx is done, and
+// be safe for concurrent use.
+type PublishFunc func(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error)
+
+// maxInflight bounds the publishes of one request awaiting their PubAck.
+const maxInflight = 256
+
+// errNotConnected fails a publish at once while the NATS connection is down,
+// instead of buffering it for a reconnection the request will not wait for.
+var errNotConnected = errors.New("ingest: NATS not connected")
+
+// publishJetStream is the default PublishFunc.
+func (s *Server) publishJetStream(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	if nc := s.js.Conn(); nc != nil && !nc.IsConnected() {
+		return nil, fmt.Errorf("%w (%s)", errNotConnected, nc.Status())
+	}
+	return s.js.PublishMsg(ctx, msg)
+}
+
+// message returns the stream message of ev.
+func (s *Server) message(ev *messages.Event) (*nats.Msg, error) {
+	data, err := ev.Encode()
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(messages.Subject(*ev))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, ev.Key)
+	msg.Header.Set(jetstream.ExpectedStreamHeader, s.cfg.Streams.Events)
+	msg.Header.Set(messages.HeaderProvider, ev.Provider)
+	msg.Header.Set(messages.HeaderKind, string(ev.Kind))
+	msg.Header.Set(messages.HeaderReceivedAt, ev.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	return msg, nil
+}
+
+// publishAll publishes every event concurrently (at most maxInflight at a
+// time) and waits for every PubAck, all within Config.PublishTimeout. It
+// returns one result per event, in order.
+func (s *Server) publishAll(ctx context.Context, evs []*messages.Event) []published {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	res := make([]published, len(evs))
+	sem := make(chan struct{}, maxInflight)
+	var wg sync.WaitGroup
+	for i, ev := range evs {
+		msg, err := s.message(ev)
+		if err != nil {
+			res[i].err = err
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			res[i].err = ctx.Err()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			start := time.Now()
+			ack, err := s.publishOne(ctx, msg)
+			s.metrics.publish.Observe(time.Since(start).Seconds())
+			res[i] = published{ack: ack, err: err}
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// publishOne calls the publisher, turning a panic of a wrapped publisher
+// (WithPublisher) into an error: it runs on a goroutine of its own, out of
+// reach of the HTTP recovery.
+func (s *Server) publishOne(ctx context.Context, msg *nats.Msg) (ack *jetstream.PubAck, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ack, err = nil, fmt.Errorf("ingest: publisher panicked: %v", r)
+		}
+	}()
+	ack, err = s.publish(ctx, msg)
+	if err == nil && ack == nil {
+		err = errors.New("ingest: no PubAck")
+	}
+	return ack, err
+}
+
+// published is the result of one publish.
+type published struct {
+	ack *jetstream.PubAck // set when stored (Duplicate: it already was)
+	err error             // set when not stored
+}

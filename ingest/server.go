@@ -1,0 +1,374 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/streams"
+)
+
+// Defaults of Config, used where a field is zero.
+const (
+	DefaultAddr              = ":8080"          // Config.Addr
+	DefaultBodyLimit         = 4 << 20          // Config.BodyLimit, bytes: 4 MiB, above Meta's 3 MB
+	DefaultStoreTimeout      = 2 * time.Second  // Config.StoreTimeout
+	DefaultPublishTimeout    = 5 * time.Second  // Config.PublishTimeout
+	DefaultReadTimeout       = 15 * time.Second // Config.ReadTimeout
+	DefaultReadHeaderTimeout = 10 * time.Second // Config.ReadHeaderTimeout
+	DefaultWriteTimeout      = 30 * time.Second // Config.WriteTimeout
+	DefaultIdleTimeout       = 2 * time.Minute  // Config.IdleTimeout
+	DefaultShutdownTimeout   = 20 * time.Second // Config.ShutdownTimeout
+)
+
+// Policy says what the ingress does when the dedupe store fails to claim.
+type Policy string
+
+// The store failure policies (design G5).
+const (
+	// FailOpen publishes every event of the request anyway, with its
+	// Nats-Msg-Id, so that JetStream's duplicate window still drops retries
+	// that arrive within it; the events are counted as "bypassed".
+	FailOpen Policy = "fail-open"
+	// FailClosed answers 503; the provider retries later.
+	FailClosed Policy = "fail-closed"
+)
+
+// ErrNoSecret is returned by New when no App Secret is configured and
+// Config.Insecure is not set.
+var ErrNoSecret = errors.New("ingest: no app secret configured (set Insecure to accept unsigned webhooks)")
+
+// Config configures a Server. The zero value of every field is its
+// documented default, except AppSecrets, which must be set unless Insecure is.
+// Durations must not be negative.
+type Config struct {
+	// Addr is the TCP address Run listens on. Default ":8080".
+	Addr string
+
+	// AppSecrets are the Meta App Secrets a Cloud API body may be signed
+	// with (X-Hub-Signature-256). A body is accepted when its signature
+	// matches any of them, so a new secret can be added before the old one is
+	// removed. Empty strings are refused. Required unless Insecure.
+	AppSecrets []string
+	// VerifyToken is the token of the Cloud API verification handshake. When
+	// empty every handshake is refused (403).
+	VerifyToken string
+	// Insecure accepts unsigned Cloud API bodies when AppSecrets is empty.
+	// Without it New refuses to build a Server with no secret. It has no
+	// effect when AppSecrets is set: signatures are then always checked.
+	Insecure bool
+
+	// BodyLimit is the largest webhook body accepted, in bytes; a longer one
+	// is answered 413. Default 4 MiB (Meta sends at most 3 MB).
+	BodyLimit int64
+	// RedisPolicy says what to do when the dedupe store fails to claim.
+	// Default FailOpen.
+	RedisPolicy Policy
+	// StoreTimeout bounds each call to the dedupe store (Claim, Accept,
+	// Release). Default 2 s.
+	StoreTimeout time.Duration
+	// PublishTimeout bounds the publishes of one request, from the first
+	// publish to the last PubAck. Default 5 s.
+	PublishTimeout time.Duration
+
+	// ReadTimeout is the most time to read a whole request, body included.
+	// Default 15 s.
+	ReadTimeout time.Duration
+	// ReadHeaderTimeout is the most time to read a request's headers.
+	// Default 10 s.
+	ReadHeaderTimeout time.Duration
+	// WriteTimeout is the most time from the end of the request headers to
+	// the end of the answer. It should exceed ReadTimeout + 3 × StoreTimeout
+	// (claim, release, accept) + PublishTimeout. Default 30 s.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Default 120 s.
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown of Run: the time given to
+	// requests in flight to finish once the context is cancelled. Default 20 s.
+	ShutdownTimeout time.Duration
+
+	// Owner names this process in the claims it writes, for operators
+	// looking at a pending key. Each request adds a unique suffix. Bytes
+	// other than [A-Za-z0-9._-] become '_'. Default "<hostname>-<pid>".
+	Owner string
+	// Streams names the JetStream streams; the zero value is streams'
+	// defaults. Events are published to Streams.Events only.
+	Streams streams.Config
+
+	// Logger receives the server's logs. Default: JSON to stderr at Info.
+	Logger *slog.Logger
+	// Registerer is where the server's metrics are registered. When it is
+	// also a prometheus.Gatherer (as *prometheus.Registry is), /metrics serves
+	// it; otherwise /metrics serves prometheus.DefaultGatherer. Default: a new
+	// registry of the server's own, with the Go and process collectors.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults returns c with every zero field set to its default, or an
+// error when a field is invalid.
+func (c Config) withDefaults() (Config, error) {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	for i, s := range c.AppSecrets {
+		if s == "" {
+			return c, fmt.Errorf("ingest: app secret %d is empty", i)
+		}
+	}
+	if len(c.AppSecrets) == 0 && !c.Insecure {
+		return c, ErrNoSecret
+	}
+	if c.BodyLimit < 0 {
+		return c, fmt.Errorf("ingest: negative body limit %d", c.BodyLimit)
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = DefaultBodyLimit
+	}
+	switch c.RedisPolicy {
+	case "":
+		c.RedisPolicy = FailOpen
+	case FailOpen, FailClosed:
+	default:
+		return c, fmt.Errorf("ingest: unknown redis policy %q (want %q or %q)", c.RedisPolicy, FailOpen, FailClosed)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"store timeout", &c.StoreTimeout, DefaultStoreTimeout},
+		{"publish timeout", &c.PublishTimeout, DefaultPublishTimeout},
+		{"read timeout", &c.ReadTimeout, DefaultReadTimeout},
+		{"read header timeout", &c.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{"write timeout", &c.WriteTimeout, DefaultWriteTimeout},
+		{"idle timeout", &c.IdleTimeout, DefaultIdleTimeout},
+		{"shutdown timeout", &c.ShutdownTimeout, DefaultShutdownTimeout},
+	} {
+		if *d.v < 0 {
+			return c, fmt.Errorf("ingest: negative %s %v", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.Owner == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "wagate"
+		}
+		c.Owner = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	c.Owner = ownerToken(c.Owner)
+	c.Streams = c.Streams.WithDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return c, nil
+}
+
+// ownerToken reduces s to [A-Za-z0-9._-].
+func ownerToken(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// Option changes how New builds a Server.
+type Option func(*Server)
+
+// WithPublisher wraps the function that publishes each event's message, for
+// example to trace publishes or to inject failures in tests. wrap receives
+// the default publisher and returns the one to use; it is called once, by
+// New. The returned PublishFunc must be safe for concurrent use.
+func WithPublisher(wrap func(next PublishFunc) PublishFunc) Option {
+	return func(s *Server) { s.publish = wrap(s.publish) }
+}
+
+// Server is the HTTP ingress. Build it with New. Its handler serves
+// requests concurrently; Run (or Serve) is called once at a time.
+type Server struct {
+	cfg      Config
+	store    dedupe.Store
+	js       jetstream.JetStream
+	publish  PublishFunc
+	secrets  [][]byte
+	tokenSum [sha256.Size]byte // SHA-256 of VerifyToken
+	log      *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	echo     *echo.Echo
+	routeSet map[string]struct{} // paths of the registered routes, for metric labels
+
+	owner    string        // Config.Owner plus a per-process nonce
+	seq      atomic.Uint64 // per-request suffix of owner
+	draining atomic.Bool   // set when Run's context is cancelled
+}
+
+// New builds a Server from cfg that claims with store and publishes with js.
+// It registers the server's metrics with cfg.Registerer.
+//
+// It returns ErrNoSecret when cfg.AppSecrets is empty and cfg.Insecure is not
+// set, and an error when a field of cfg is invalid, when store or js is nil,
+// or when the metrics cannot be registered (for example because they already
+// are, by another Server on the same registry).
+func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if store == nil {
+		return nil, errors.New("ingest: nil dedupe store")
+	}
+	if js == nil {
+		return nil, errors.New("ingest: nil JetStream")
+	}
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:]) // never fails (crypto/rand)
+	s := &Server{
+		cfg:      cfg,
+		store:    store,
+		js:       js,
+		tokenSum: sha256.Sum256([]byte(cfg.VerifyToken)),
+		log:      cfg.Logger,
+		owner:    cfg.Owner + "." + hex.EncodeToString(nonce[:]),
+	}
+	for _, sec := range cfg.AppSecrets {
+		s.secrets = append(s.secrets, []byte(sec))
+	}
+	s.publish = s.publishJetStream
+
+	reg := cfg.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = r
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	} else {
+		s.gatherer = prometheus.DefaultGatherer
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if len(s.secrets) == 0 {
+		s.log.Warn("ingest: no app secret: webhook signatures are not checked (insecure)")
+	}
+	if cfg.VerifyToken == "" {
+		s.log.Info("ingest: no verify token: every verification handshake is refused")
+	}
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler, for tests and for callers that
+// run their own http.Server. It is safe for concurrent use. The streams must
+// exist first (see EnsureStreams).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// ensureTimeout bounds the creation or update of the streams at start-up.
+const ensureTimeout = 30 * time.Second
+
+// Run creates or updates the streams (streams.Ensure), listens on
+// Config.Addr and serves until ctx is cancelled, then shuts down gracefully
+// (see Serve). It returns an error when the streams cannot be ensured (one
+// wrapping streams.ErrConflict when a live stream conflicts with
+// Config.Streams), when the address cannot be listened on, or as Serve does.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.EnsureStreams(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ingest: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// EnsureStreams creates or updates the streams of Config.Streams, bounded by
+// 30 s. It returns an error wrapping streams.ErrConflict when a live stream
+// conflicts with the configuration.
+func (s *Server) EnsureStreams(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, ensureTimeout)
+	defer cancel()
+	if err := streams.Ensure(ctx, s.js, s.cfg.Streams); err != nil {
+		return fmt.Errorf("ingest: ensure streams: %w", err)
+	}
+	return nil
+}
+
+// Serve serves HTTP on ln (closing it when done) until ctx is cancelled.
+// Then /readyz answers 503, the listener stops accepting, and the requests in
+// flight are given Config.ShutdownTimeout to finish. It returns nil after a
+// complete graceful shutdown, an error wrapping context.DeadlineExceeded
+// when requests were still in flight at the deadline (their connections are
+// then closed), or the error that stopped the server.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.draining.Store(false)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.log.Info("ingest: listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("ingest: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("ingest: shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		_ = srv.Close()
+		err = fmt.Errorf("ingest: shutdown: %w", err)
+	}
+	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("ingest: serve: %w", serr)
+	}
+	if err == nil {
+		s.log.Info("ingest: stopped")
+	}
+	return err
+}
+
+// requestOwner returns a claim owner unique to one request, and the
+// request's id for the logs.
+func (s *Server) requestOwner() (owner, id string) {
+	id = strconv.FormatUint(s.seq.Add(1), 36)
+	return s.owner + "." + id, id
+}
