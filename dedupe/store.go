@@ -17,6 +17,8 @@ const (
 	Done                  // processed; final
 )
 
+// String returns the state's name: "absent", "pending", "accepted" or
+// "done" ("invalid" for any other value).
 func (s State) String() string {
 	switch s {
 	case Absent:
@@ -41,6 +43,10 @@ var (
 	// ErrLockLost is returned by Extend, Finish and Unlock when the lock has
 	// expired or been taken by another holder.
 	ErrLockLost = errors.New("dedupe: lock lost")
+	// ErrInvalidKey is returned, wrapped, by every Store method given a key
+	// the backend cannot store: an empty key, or a name the backend's rules
+	// refuse (see each backend). Keys made by messages.KeyOf are always valid.
+	ErrInvalidKey = errors.New("dedupe: invalid key")
 )
 
 // Claim is the answer to claiming one key.
@@ -59,6 +65,7 @@ type Claim struct {
 
 // Lease is a held lock on a key.
 type Lease struct {
+	// Key is the locked key.
 	Key string
 	// Token identifies this holder; only it can extend, finish or unlock.
 	Token string

@@ -39,6 +39,15 @@ func Redis(url string) (*redis.Client, error) {
 		return nil, fmt.Errorf("connect: redis url: %w", err)
 	}
 	opts.ClientName = "wagate"
+	// A Redis that is down must fail a claim fast, so that the ingress's
+	// fail-open or fail-closed policy answers within StoreTimeout instead of
+	// the client retrying dials (default 5 dial retries per command).
+	if opts.DialerRetries == 0 {
+		opts.DialerRetries = 1
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = time.Second
+	}
 	return redis.NewClient(opts), nil
 }
 
