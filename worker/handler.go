@@ -55,7 +55,10 @@ func Permanent(err error) error {
 // PermanentError is an error that must not be retried.
 type PermanentError struct{ Err error }
 
+// Error returns "permanent: " and the wrapped error's text.
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+
+// Unwrap returns the wrapped error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // IsPermanent reports whether err, or an error it wraps, is permanent.

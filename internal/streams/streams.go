@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -187,4 +188,23 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c Config) (jets
 		return nil, fmt.Errorf("streams: consumer %s: %w", c.Consumer, err)
 	}
 	return cons, nil
+}
+
+// DLQSubject returns the dead-letter subject of an event subject:
+// wagate.events.<provider>.<kind>.<account> becomes
+// wagate.dlq.<provider>.<kind>.<account>. A subject outside
+// EventsSubjectPrefix keeps all its tokens under DLQSubjectPrefix.
+func DLQSubject(eventSubject string) string {
+	if rest, ok := strings.CutPrefix(eventSubject, EventsSubjectPrefix+"."); ok && rest != "" {
+		return DLQSubjectPrefix + "." + rest
+	}
+	return DLQSubjectPrefix + "." + eventSubject
+}
+
+// MaxDeliveriesAdvisory is the subject on which JetStream announces that a
+// message of the events stream ran out of deliveries on the workers'
+// consumer: $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>.
+func (c Config) MaxDeliveriesAdvisory() string {
+	c = c.WithDefaults()
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + c.Events + "." + c.Consumer
 }

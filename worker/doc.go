@@ -1,0 +1,92 @@
+// Package worker consumes wagate's events stream and runs business logic on
+// each event once (design §2, §4, §5, §7).
+//
+// Worker processes share one durable pull consumer (internal/streams). Each
+// Worker holds at most Config.Concurrency messages at a time, each in its own
+// handler. For every delivery:
+//
+//	decode         payload not an event        → dead letter, Term
+//	store.Begin    key done                    → Ack (handler not run)
+//	               lock held elsewhere         → Nak with delay
+//	               store unreachable           → Nak with delay (handler never runs without the lock)
+//	Handler        runs with the lock, its context carrying Run{Fence, Delivery};
+//	               every Heartbeat the lock is extended and JetStream told InProgress;
+//	               a lost lock cancels the handler's context
+//	nil            store.Finish (marks done)   → AckSync; lock lost at finish → Nak
+//	Permanent(err) unlock                      → dead letter, Term
+//	other error    unlock                      → Nak with BackOff[delivery-1],
+//	                                             or dead letter and Term after the last delivery
+//
+// Every Nak is delayed by the BackOff step of the delivery (a shutdown's by
+// nothing), and a Nak due on the last delivery (MaxDeliver) becomes a dead
+// letter instead, since JetStream would not deliver the message again. One
+// function, verdict, makes these choices; nothing else acknowledges a
+// message. Term only ever follows the dead letter's PubAck: when the
+// dead-letter publish fails the message is Nak'd with delay instead.
+//
+// # Guarantees
+//
+// Once: the handler runs only under the event's lock, so never in two places
+// at once for one key, and each run's fencing number is higher than every
+// earlier run's. A key marked done is acknowledged without running again. A
+// second run happens only when a run died or lost its lock after its side
+// effect and before the done mark; it carries the same key, which Forward
+// sends as Idempotency-Key.
+//
+// Eventually: every event is marked done, or lands in the dead-letter stream
+// (wagate.dlq.<provider>.<kind>.<account>) with its payload byte for byte,
+// its headers, the error, the delivery count and its original subject and
+// sequence (see HeaderError and the other Header constants). An event whose
+// deliveries run out without a worker settling it (workers crashed, or
+// AckWait passed without InProgress) is announced by JetStream's
+// max-deliveries advisory; the workers subscribe to it in one queue group,
+// fetch the event by sequence and dead-letter it with ReasonMaxDeliveries,
+// unless its key is done by then. The advisory is a core NATS message: one
+// sent while no worker is connected is not seen, and the event stays in the
+// events stream for replay.
+//
+// Degraded modes: with the dedupe store unreachable the handler never runs;
+// messages are Nak'd with the BackOff schedule and dead-lettered once
+// MaxDeliver deliveries are spent, so an outage longer than the schedule
+// (about 19 minutes with the defaults) sends events to the dead-letter stream,
+// from which they can be replayed. A handler that panics is treated as a
+// retryable error.
+//
+// # Shutdown
+//
+// When Run's context is cancelled the worker stops fetching at once (a
+// message arriving then is Nak'd for another worker), lets in-flight handlers
+// finish for Config.ShutdownTimeout, then cancels their contexts. A cancelled
+// handler's lock is released and its message Nak'd without delay. Run returns
+// once every handler has returned: a handler that ignores its context holds
+// Run, and keeps its lock alive, until it does.
+//
+// # Metrics
+//
+// Registered with Config.Registerer:
+//
+//	wagate_worker_processed_total{outcome}          done, duplicate, busy, store_error, retry,
+//	                                                lock_lost, interrupted, dead_letter, dlq_error
+//	wagate_worker_handler_duration_seconds{result}  ok, error, permanent
+//	wagate_worker_lock_wait_seconds                 begin round trip (done check and lock)
+//	wagate_worker_busy_naks_total                   Naks because another run held the lock
+//	wagate_worker_redeliveries_total                deliveries with a delivery count above 1
+//	wagate_worker_dead_letters_total{cause}         permanent, exhausted, undecodable, max_deliveries
+//	wagate_worker_dead_letter_errors_total          failed dead-letter publishes
+//	wagate_worker_heartbeat_errors_total{op}        extend, lock_lost, in_progress
+//	wagate_worker_ack_errors_total{op}              ack, nak, term
+//	wagate_worker_fetch_errors_total                failed pull requests
+//	wagate_worker_max_deliveries_advisories_total{result}  dead_letter, done, gone, error
+//	wagate_worker_in_flight                         messages held now
+//
+// # Logs
+//
+// Every log line about an event carries its key, subject, stream sequence and
+// delivery (and the fencing number once locked). No line holds a message
+// body; the Log handler masks phone numbers (MaskPhone).
+//
+// # Handlers
+//
+// Forward POSTs each event to an HTTP endpoint; Log writes one line per event.
+// A Go program embeds the worker with its own Handler (see the example).
+package worker

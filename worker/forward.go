@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/wagate/wagate/messages"
+)
+
+// Headers of a forwarded event, besides Content-Type: application/json.
+const (
+	// HeaderIdempotencyKey carries the event's dedupe key: the same for every
+	// run of one event, so the receiver can record it and apply each event
+	// once.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderFencingToken carries the run's fencing number in decimal: greater
+	// than that of every earlier run of the same key, so the receiver can
+	// refuse a stale writer. Absent when the context carries no Run.
+	HeaderFencingToken = "Wagate-Fencing-Token"
+	// HeaderDelivery carries JetStream's delivery count of the event, from 1.
+	// Absent when the context carries no Run.
+	HeaderDelivery = "Wagate-Delivery"
+)
+
+// DefaultForwardTimeout bounds one forward when Forward.Client is nil.
+const DefaultForwardTimeout = 10 * time.Second
+
+// Forward is a Handler that POSTs each event, as ev.Encode() writes it, to
+// URL, with HeaderIdempotencyKey, HeaderFencingToken and HeaderDelivery.
+//
+// A 2xx answer means done. 408, 429, 5xx, timeouts, network errors and the
+// cancellation of ctx are retryable errors. Any other answer (other 4xx, a
+// 3xx, which is not followed) is Permanent: the event goes to the dead-letter
+// stream. Answers other than 2xx come back as a *StatusError.
+//
+// Forward is safe for concurrent use; its fields must not change while it is
+// in use.
+type Forward struct {
+	// URL receives the POSTs. Required.
+	URL string
+	// Client sends them; it should have a Timeout. Redirects are not
+	// followed unless Client.CheckRedirect is set: a POST redirected by 301,
+	// 302 or 303 would become a GET without the event, and its 2xx would
+	// mark the event done. Default: a client with Timeout
+	// DefaultForwardTimeout (10 s).
+	Client *http.Client
+	// Header is added to every request (for example Authorization). The
+	// headers above take precedence. Optional.
+	Header http.Header
+}
+
+var _ Handler = (*Forward)(nil)
+
+// defaultForwardClient does not follow redirects: a redirected POST would
+// lose its body.
+var defaultForwardClient = &http.Client{Timeout: DefaultForwardTimeout, CheckRedirect: noRedirect}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// NewForward returns a Forward to url using client (the default client when
+// nil).
+func NewForward(url string, client *http.Client) *Forward {
+	return &Forward{URL: url, Client: client}
+}
+
+// StatusError is a non-2xx answer of the forward endpoint.
+type StatusError struct {
+	// StatusCode is the HTTP status code.
+	StatusCode int
+	// Body is the start of the answer's body (at most 256 bytes), for the
+	// dead letter's error header and the logs.
+	Body string
+}
+
+// Error returns "forward: HTTP <code> <status text>: <body>".
+func (e *StatusError) Error() string {
+	s := "forward: HTTP " + strconv.Itoa(e.StatusCode)
+	if t := http.StatusText(e.StatusCode); t != "" {
+		s += " " + t
+	}
+	if e.Body != "" {
+		s += ": " + e.Body
+	}
+	return s
+}
+
+// Retryable reports whether the status is worth retrying: 408, 429 or 5xx.
+func (e *StatusError) Retryable() bool {
+	return e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+}
+
+// maxErrorBody bounds StatusError.Body; maxDrain bounds what is read of an
+// answer so the connection can be reused.
+const (
+	maxErrorBody = 256
+	maxDrain     = 64 << 10
+)
+
+// Handle POSTs ev to f.URL. It returns nil on 2xx, a *StatusError for any
+// other status (wrapped in Permanent unless Retryable), Permanent errors when
+// ev cannot be encoded or the request cannot be built, and a retryable error
+// wrapping the transport's error otherwise.
+func (f *Forward) Handle(ctx context.Context, ev messages.Event) error {
+	body, err := ev.Encode()
+	if err != nil {
+		return Permanent(fmt.Errorf("forward: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(body))
+	if err != nil {
+		return Permanent(fmt.Errorf("forward: %w", err))
+	}
+	for k, vs := range f.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "wagate-worker")
+	req.Header.Set(HeaderIdempotencyKey, ev.Key)
+	if run, ok := RunFromContext(ctx); ok {
+		req.Header.Set(HeaderFencingToken, strconv.FormatInt(run.Fence, 10))
+		req.Header.Set(HeaderDelivery, strconv.FormatUint(run.Delivery, 10))
+	}
+
+	client := defaultForwardClient
+	if f.Client != nil {
+		client = f.Client
+		if client.CheckRedirect == nil {
+			c := *client // shares the Transport and its connections
+			c.CheckRedirect = noRedirect
+			client = &c
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// Timeouts, cancellation and network errors: retry.
+		return fmt.Errorf("forward: %w", err)
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	se := &StatusError{StatusCode: resp.StatusCode, Body: oneLine(string(bytes.TrimSpace(head)), maxErrorBody)}
+	if se.Retryable() {
+		return se
+	}
+	return Permanent(se)
+}

@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/messages"
+)
+
+// sampleEvent is an event for handler tests that need no servers.
+func sampleEvent() messages.Event {
+	return messages.Event{
+		Key:      messages.KeyOf("cloud|message|wamid.HBgL"),
+		Identity: "cloud|message|wamid.HBgL",
+		Provider: messages.ProviderCloud,
+		Kind:     messages.KindMessage,
+		Account:  "106540352242922",
+		ID:       "wamid.HBgL",
+		Type:     "text",
+		From:     "15550000001",
+		Item:     json.RawMessage(`{ "from": "15550000001", "id": "wamid.HBgL", "text": {"body": "secret body"} }`),
+	}
+}
+
+type captured struct {
+	method string
+	header http.Header
+	body   []byte
+}
+
+func TestForwardRequest(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []captured
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, captured{r.Method, r.Header.Clone(), body})
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+
+	f := NewForward(srv.URL+"/hook", srv.Client())
+	f.Header = http.Header{"Authorization": {"Bearer s3cret"}, HeaderIdempotencyKey: {"overridden"}}
+	ev := sampleEvent()
+	ctx := WithRun(context.Background(), Run{Fence: 7, Delivery: 2})
+	if err := f.Handle(ctx, ev); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d requests, want 1", len(got))
+	}
+	req := got[0]
+	want, _ := ev.Encode()
+	if req.method != http.MethodPost || !bytes.Equal(req.body, want) {
+		t.Errorf("%s %s, want POST %s", req.method, req.body, want)
+	}
+	for name, v := range map[string]string{
+		"Content-Type":       "application/json",
+		HeaderIdempotencyKey: ev.Key,
+		HeaderFencingToken:   "7",
+		HeaderDelivery:       "2",
+		"Authorization":      "Bearer s3cret",
+	} {
+		if got := req.header.Values(name); len(got) != 1 || got[0] != v {
+			t.Errorf("header %s = %q, want [%q]", name, got, v)
+		}
+	}
+
+	// Without a Run (outside a worker) there is no fencing token.
+	if err := f.Handle(context.Background(), ev); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if v := got[1].header.Get(HeaderFencingToken); v != "" {
+		t.Errorf("fencing token %q without a Run", v)
+	}
+}
+
+func TestForwardStatus(t *testing.T) {
+	for _, tc := range []struct {
+		code      int
+		ok        bool
+		permanent bool
+	}{
+		{200, true, false},
+		{201, true, false},
+		{204, true, false},
+		{408, false, false},
+		{429, false, false},
+		{500, false, false},
+		{502, false, false},
+		{503, false, false},
+		{400, false, true},
+		{401, false, true},
+		{404, false, true},
+		{409, false, true},
+		{422, false, true},
+		{302, false, true}, // never followed: a redirected POST loses its body
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.code == 302 {
+				http.Redirect(w, r, "/elsewhere", tc.code)
+				return
+			}
+			w.WriteHeader(tc.code)
+			_, _ = io.WriteString(w, "answer\nbody")
+		}))
+		err := NewForward(srv.URL, nil).Handle(context.Background(), sampleEvent())
+		// A caller's client without CheckRedirect does not follow either.
+		err2 := NewForward(srv.URL, &http.Client{Timeout: 5 * time.Second}).Handle(context.Background(), sampleEvent())
+		srv.Close()
+		if IsPermanent(err) != IsPermanent(err2) || (err == nil) != (err2 == nil) {
+			t.Errorf("%d: default client %v, caller's client %v", tc.code, err, err2)
+		}
+		if tc.ok {
+			if err != nil {
+				t.Errorf("%d: %v, want nil", tc.code, err)
+			}
+			continue
+		}
+		var se *StatusError
+		if !errors.As(err, &se) || se.StatusCode != tc.code {
+			t.Errorf("%d: error %v, want a *StatusError with the code", tc.code, err)
+			continue
+		}
+		if IsPermanent(err) != tc.permanent {
+			t.Errorf("%d: IsPermanent = %v, want %v (%v)", tc.code, IsPermanent(err), tc.permanent, err)
+		}
+		if tc.code != 302 && !strings.Contains(err.Error(), "answer body") {
+			t.Errorf("%d: error %q lacks the body", tc.code, err)
+		}
+	}
+}
+
+func TestForwardTimeoutRetries(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	// The client's timeout.
+	client := &http.Client{Timeout: 100 * time.Millisecond}
+	err := NewForward(srv.URL, client).Handle(context.Background(), sampleEvent())
+	if err == nil || IsPermanent(err) {
+		t.Errorf("client timeout: %v, want a retryable error", err)
+	}
+	// The handler's context (lock lost, shutdown, HandlerTimeout).
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = NewForward(srv.URL, nil).Handle(ctx, sampleEvent())
+	if !errors.Is(err, context.DeadlineExceeded) || IsPermanent(err) {
+		t.Errorf("context deadline: %v, want a retryable error wrapping DeadlineExceeded", err)
+	}
+}
+
+func TestForwardNetworkErrorRetries(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now
+	err := NewForward(url, nil).Handle(context.Background(), sampleEvent())
+	if err == nil || IsPermanent(err) {
+		t.Errorf("connection refused: %v, want a retryable error", err)
+	}
+}
+
+func TestForwardBadInputIsPermanent(t *testing.T) {
+	if err := NewForward("://bad url", nil).Handle(context.Background(), sampleEvent()); !IsPermanent(err) {
+		t.Errorf("bad URL: %v, want permanent", err)
+	}
+	ev := sampleEvent()
+	ev.Item = json.RawMessage(`{not json`)
+	if err := NewForward("http://127.0.0.1:1/", nil).Handle(context.Background(), ev); !IsPermanent(err) {
+		t.Errorf("unencodable event: %v, want permanent", err)
+	}
+}

@@ -1,0 +1,75 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/wagate/wagate/messages"
+)
+
+// Log is a Handler that writes one structured line per event: its key,
+// provider, kind, type, status, account, the provider's id, the fencing
+// number and delivery, and the sender masked (1555****0001). It never writes
+// the message body or the raw item. It always succeeds.
+//
+// The zero value logs to slog.Default() at level Info. Log is safe for
+// concurrent use.
+type Log struct {
+	// Logger receives the lines. Default slog.Default().
+	Logger *slog.Logger
+	// Level of the lines. Default slog.LevelInfo (the zero value).
+	Level slog.Level
+}
+
+var _ Handler = (*Log)(nil)
+
+// NewLog returns a Log handler writing to logger at level Info (to
+// slog.Default() when logger is nil).
+func NewLog(logger *slog.Logger) *Log { return &Log{Logger: logger} }
+
+// Handle logs ev and returns nil.
+func (l *Log) Handle(ctx context.Context, ev messages.Event) error {
+	logger := l.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	attrs := []slog.Attr{
+		slog.String("key", ev.Key),
+		slog.String("provider", ev.Provider),
+		slog.String("kind", string(ev.Kind)),
+		slog.String("account", ev.Account),
+		slog.String("id", ev.ID),
+		slog.String("from", MaskPhone(ev.From)),
+	}
+	if ev.Type != "" {
+		attrs = append(attrs, slog.String("type", ev.Type))
+	}
+	if ev.Status != "" {
+		attrs = append(attrs, slog.String("status", ev.Status))
+	}
+	if run, ok := RunFromContext(ctx); ok {
+		attrs = append(attrs, slog.Int64("fence", run.Fence), slog.Uint64("delivery", run.Delivery))
+	}
+	logger.LogAttrs(ctx, l.Level, "wagate: event", attrs...)
+	return nil
+}
+
+// MaskPhone hides the middle of a phone number (or any identifier) for logs:
+// "15550000001" becomes "1555****0001". Numbers of 9 characters or more keep
+// their first and last 4; shorter ones keep 2 and 2; 4 characters or fewer
+// are hidden whole; lengths count characters. The empty string stays empty.
+func MaskPhone(s string) string {
+	r := []rune(s)
+	n := len(r)
+	switch {
+	case n == 0:
+		return ""
+	case n <= 4:
+		return strings.Repeat("*", n)
+	case n < 9:
+		return string(r[:2]) + "****" + string(r[n-2:])
+	default:
+		return string(r[:4]) + "****" + string(r[n-4:])
+	}
+}

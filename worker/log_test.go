@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestMaskPhone(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"15550000001", "1555****0001"},
+		{"+15550000001", "+155****0001"},
+		{"447700900123", "4477****0123"},
+		{"12345678", "12****78"},
+		{"12345", "12****45"},
+		{"1234", "****"},
+		{"", ""},
+		{"ñandú-ñandú", "ñand****andú"}, // characters, not bytes
+	} {
+		if got := MaskPhone(tc.in); got != tc.want {
+			t.Errorf("MaskPhone(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestLogHandler(t *testing.T) {
+	var buf bytes.Buffer
+	h := NewLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+	ev := sampleEvent()
+	ctx := WithRun(context.Background(), Run{Fence: 3, Delivery: 1})
+	if err := h.Handle(ctx, ev); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	line := buf.String()
+	if strings.Count(line, "\n") != 1 {
+		t.Fatalf("want one line, got %q", line)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{
+		"key":   ev.Key,
+		"kind":  "message",
+		"from":  "1555****0001",
+		"fence": float64(3),
+		"id":    ev.ID,
+	} {
+		if rec[k] != want {
+			t.Errorf("%s = %v, want %v", k, rec[k], want)
+		}
+	}
+	for _, secret := range []string{"15550000001", "secret body"} {
+		if strings.Contains(line, secret) {
+			t.Errorf("log line holds %q: %s", secret, line)
+		}
+	}
+}
+
+func TestLogZeroValue(t *testing.T) {
+	var h Log
+	if err := h.Handle(context.Background(), sampleEvent()); err != nil {
+		t.Fatalf("zero Log: %v", err)
+	}
+}

@@ -1,0 +1,142 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Values of the outcome label of wagate_worker_processed_total: what became
+// of one delivery.
+const (
+	outcomeDone        = "done"        // handler succeeded, key marked done, AckSync
+	outcomeDuplicate   = "duplicate"   // key already done: acked, handler not run
+	outcomeBusy        = "busy"        // another run holds the lock: Nak with delay
+	outcomeStoreError  = "store_error" // dedupe store unreachable: Nak with delay, handler not run (or not marked done)
+	outcomeRetry       = "retry"       // handler failed: Nak with backoff
+	outcomeLockLost    = "lock_lost"   // lock lost while running or at finish: Nak with delay
+	outcomeInterrupted = "interrupted" // cancelled by shutdown: lock released, Nak
+	outcomeDeadLetter  = "dead_letter" // published to the dead-letter stream, then Term
+	outcomeDLQError    = "dlq_error"   // dead-letter publish failed: Nak with delay
+)
+
+// Values of the cause label of wagate_worker_dead_letters_total.
+const (
+	causePermanent     = "permanent"      // the handler returned Permanent(err)
+	causeExhausted     = "exhausted"      // the last delivery failed
+	causeUndecodable   = "undecodable"    // the payload is not an event
+	causeMaxDeliveries = "max_deliveries" // JetStream gave up (advisory): workers died or timed out
+)
+
+// metrics are the worker's Prometheus collectors.
+type metrics struct {
+	processed       *prometheus.CounterVec   // outcome
+	handlerDuration *prometheus.HistogramVec // result
+	lockWait        prometheus.Histogram
+	busyNaks        prometheus.Counter
+	redeliveries    prometheus.Counter
+	deadLetters     *prometheus.CounterVec // cause
+	dlqErrors       prometheus.Counter
+	heartbeatErrors *prometheus.CounterVec // op
+	ackErrors       *prometheus.CounterVec // op
+	fetchErrors     prometheus.Counter
+	advisories      *prometheus.CounterVec // result
+	inFlight        prometheus.Gauge
+}
+
+// newMetrics builds the collectors and registers them with reg when it is
+// not nil. A collector already registered by another Worker is shared.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wagate_worker_processed_total",
+			Help: "Deliveries handled by the worker, by outcome: done, duplicate, busy, store_error, retry, lock_lost, interrupted, dead_letter, dlq_error.",
+		}, []string{"outcome"}),
+		handlerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wagate_worker_handler_duration_seconds",
+			Help:    "Time the handler ran for one event, by result: ok, error, permanent.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"result"}),
+		lockWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wagate_worker_lock_wait_seconds",
+			Help:    "Time taken by one begin round trip to the dedupe store (done check and lock).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}),
+		busyNaks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wagate_worker_busy_naks_total",
+			Help: "Deliveries Nak'd because another run held the event's lock.",
+		}),
+		redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wagate_worker_redeliveries_total",
+			Help: "Deliveries received with a JetStream delivery count above 1.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wagate_worker_dead_letters_total",
+			Help: "Events published to the dead-letter stream, by cause: permanent, exhausted, undecodable, max_deliveries.",
+		}, []string{"cause"}),
+		dlqErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wagate_worker_dead_letter_errors_total",
+			Help: "Failed publishes to the dead-letter stream (the event is retried).",
+		}),
+		heartbeatErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wagate_worker_heartbeat_errors_total",
+			Help: "Failed heartbeats of running handlers, by op: extend (lock extension), lock_lost (lock taken or expired), in_progress (JetStream).",
+		}, []string{"op"}),
+		ackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wagate_worker_ack_errors_total",
+			Help: "Failed acknowledgements to JetStream, by op: ack, nak, term.",
+		}, []string{"op"}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wagate_worker_fetch_errors_total",
+			Help: "Failed pull requests to the workers' consumer.",
+		}),
+		advisories: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wagate_worker_max_deliveries_advisories_total",
+			Help: "JetStream max-deliveries advisories handled, by result: dead_letter, done (key already done), gone (no longer in the stream), error.",
+		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wagate_worker_in_flight",
+			Help: "Messages held by this process's workers now: fetched and not yet acknowledged.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.processed = register(reg, m.processed, &err)
+	m.handlerDuration = register(reg, m.handlerDuration, &err)
+	m.lockWait = register(reg, m.lockWait, &err)
+	m.busyNaks = register(reg, m.busyNaks, &err)
+	m.redeliveries = register(reg, m.redeliveries, &err)
+	m.deadLetters = register(reg, m.deadLetters, &err)
+	m.dlqErrors = register(reg, m.dlqErrors, &err)
+	m.heartbeatErrors = register(reg, m.heartbeatErrors, &err)
+	m.ackErrors = register(reg, m.ackErrors, &err)
+	m.fetchErrors = register(reg, m.fetchErrors, &err)
+	m.advisories = register(reg, m.advisories, &err)
+	m.inFlight = register(reg, m.inFlight, &err)
+	if err != nil {
+		return nil, fmt.Errorf("worker: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers c with reg and returns it, or the collector of the same
+// type already registered under its name. The first failure is kept in *errp.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	if *errp == nil {
+		*errp = err
+	}
+	return c
+}

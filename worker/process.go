@@ -1,0 +1,293 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages"
+)
+
+// opTimeout bounds one round trip to the dedupe store or JetStream outside
+// the handler: begin, finish, unlock, AckSync, dead-letter publish.
+const opTimeout = 5 * time.Second
+
+// Causes of a handler's context cancellation by its heartbeat.
+var (
+	errLockLost     = fmt.Errorf("worker: %w", dedupe.ErrLockLost)
+	errLockExpiring = fmt.Errorf("worker: lock could not be extended before it expires: %w", dedupe.ErrLockLost)
+)
+
+// action is what is done with a delivery.
+type action uint8
+
+const (
+	actAck        action = iota // AckSync: processed now or before
+	actNak                      // NakWithDelay: try again later
+	actDeadLetter               // publish to the dead-letter stream, then Term
+)
+
+// outcome is the verdict on one delivery.
+type outcome struct {
+	action action
+	label  string        // outcome label of wagate_worker_processed_total
+	delay  time.Duration // actNak: redelivery delay
+	cause  string        // actDeadLetter: cause label of wagate_worker_dead_letters_total
+	reason string        // why: the dead letter's Wagate-Error, or the log's reason
+}
+
+// attempt records what happened to one delivery.
+type attempt struct {
+	delivered   uint64 // JetStream's delivery count, from 1
+	decodeErr   error  // the payload is not an event
+	beginErr    error  // store.Begin failed: ErrDone, ErrBusy or unreachable
+	handlerErr  error  // the handler's error (the handler ran: beginErr == nil)
+	interrupted bool   // shutdown cancelled the handler
+	lockLost    bool   // the heartbeat lost the lock while the handler ran
+	finishErr   error  // store.Finish failed (the handler succeeded)
+}
+
+// verdict maps an attempt to its outcome. It is the one place that chooses
+// between Ack, Nak with delay and Term (after the dead letter): settle only
+// carries it out.
+//
+// Every path that would Nak the last delivery (delivered ≥ MaxDeliver)
+// dead-letters instead, since JetStream would not deliver it again.
+func verdict(a attempt, sc streams.Config) outcome {
+	sc = sc.WithDefaults()
+	last := sc.MaxDeliver > 0 && a.delivered >= uint64(sc.MaxDeliver)
+	retry := func(label string, delay time.Duration, reason string) outcome {
+		if last {
+			return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causeExhausted,
+				reason: reason + " (last of " + strconv.FormatUint(a.delivered, 10) + " deliveries)"}
+		}
+		return outcome{action: actNak, label: label, delay: delay, reason: reason}
+	}
+	backoff := sc.Delay(a.delivered)
+	switch {
+	case a.decodeErr != nil:
+		return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causeUndecodable,
+			reason: "undecodable: " + a.decodeErr.Error()}
+	case errors.Is(a.beginErr, dedupe.ErrInvalidKey):
+		return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causeUndecodable,
+			reason: "undecodable: " + a.beginErr.Error()}
+	case errors.Is(a.beginErr, dedupe.ErrDone):
+		return outcome{action: actAck, label: outcomeDuplicate}
+	case errors.Is(a.beginErr, dedupe.ErrBusy):
+		return retry(outcomeBusy, backoff, "busy: "+a.beginErr.Error())
+	case a.beginErr != nil:
+		return retry(outcomeStoreError, backoff, "dedupe store: "+a.beginErr.Error())
+	case a.handlerErr == nil && a.finishErr == nil:
+		return outcome{action: actAck, label: outcomeDone}
+	case a.handlerErr == nil && errors.Is(a.finishErr, dedupe.ErrLockLost):
+		return retry(outcomeLockLost, backoff, "finish: "+a.finishErr.Error())
+	case a.handlerErr == nil:
+		return retry(outcomeStoreError, backoff, "finish: "+a.finishErr.Error())
+	case IsPermanent(a.handlerErr):
+		return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causePermanent,
+			reason: a.handlerErr.Error()}
+	case a.interrupted:
+		// Not the event's fault: let another worker have it at once.
+		return retry(outcomeInterrupted, 0, "shutdown: "+a.handlerErr.Error())
+	case a.lockLost:
+		return retry(outcomeLockLost, backoff, "lock lost: "+a.handlerErr.Error())
+	default:
+		return retry(outcomeRetry, backoff, a.handlerErr.Error())
+	}
+}
+
+// process runs one delivery to its end: decode, begin, handler under the
+// lock with heartbeats, finish, then settle. hardCtx ends ShutdownTimeout
+// after Run's context.
+func (w *Worker) process(hardCtx context.Context, m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		// Not a JetStream delivery: nothing can acknowledge it.
+		w.log.Error("worker: message without JetStream metadata", slog.String("subject", m.Subject()), slog.Any("error", err))
+		return
+	}
+	if meta.NumDelivered > 1 {
+		w.metrics.redeliveries.Inc()
+	}
+	a := attempt{delivered: meta.NumDelivered}
+	ev, err := messages.Decode(m.Data())
+	key := ev.Key
+	if err != nil {
+		a.decodeErr = err
+		key = m.Headers().Get(nats.MsgIdHdr)
+	}
+	log := w.log.With(
+		slog.String("key", key),
+		slog.String("subject", m.Subject()),
+		slog.Uint64("seq", meta.Sequence.Stream),
+		slog.Uint64("delivery", meta.NumDelivered),
+	)
+	if a.decodeErr == nil {
+		a = w.run(hardCtx, m, ev, a, log)
+	}
+	w.settle(m, meta, verdict(a, w.cfg.Streams), log)
+}
+
+// run takes the event's lock and runs the handler under it, keeping the lock
+// and the message alive, then marks the key done or releases the lock.
+func (w *Worker) run(hardCtx context.Context, m jetstream.Msg, ev messages.Event, a attempt, log *slog.Logger) attempt {
+	taken := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	lease, err := w.store.Begin(ctx, ev.Key, dedupe.BeginOptions{TTL: w.cfg.LockTTL})
+	cancel()
+	w.metrics.lockWait.Observe(time.Since(taken).Seconds())
+	if err != nil {
+		a.beginErr = err
+		return a
+	}
+	log = log.With(slog.Int64("fence", lease.Fence))
+	if err := hardCtx.Err(); err != nil {
+		// Shutdown cancelled in-flight work while the lock was being taken:
+		// do not start the handler.
+		a.handlerErr, a.interrupted = err, true
+		w.unlock(lease, log)
+		return a
+	}
+
+	runCtx, cancelRun := context.WithCancelCause(hardCtx)
+	defer cancelRun(nil)
+	hctx := runCtx
+	if w.cfg.HandlerTimeout > 0 {
+		var cancelTimeout context.CancelFunc
+		hctx, cancelTimeout = context.WithTimeout(runCtx, w.cfg.HandlerTimeout)
+		defer cancelTimeout()
+	}
+	hctx = WithRun(hctx, Run{Fence: lease.Fence, Delivery: a.delivered})
+
+	hb := w.startHeartbeat(m, lease, taken, cancelRun, log)
+	start := time.Now()
+	a.handlerErr = w.call(hctx, ev, log)
+	w.observeHandler(time.Since(start), a.handlerErr)
+	hb.halt()
+
+	a.lockLost = errors.Is(context.Cause(runCtx), dedupe.ErrLockLost)
+	a.interrupted = hardCtx.Err() != nil
+
+	if a.handlerErr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		a.finishErr = w.store.Finish(ctx, lease)
+		cancel()
+		return a
+	}
+	w.unlock(lease, log)
+	return a
+}
+
+// unlock releases the lock so that the retry need not wait for LockTTL. A
+// lost lock has nothing to release; an unreachable store lets it expire.
+func (w *Worker) unlock(lease dedupe.Lease, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := w.store.Unlock(ctx, lease); err != nil && !errors.Is(err, dedupe.ErrLockLost) {
+		log.Warn("worker: unlock failed; the lock expires after LockTTL",
+			slog.Duration("lock_ttl", w.cfg.LockTTL), slog.Any("error", err))
+	}
+}
+
+// call runs the handler, turning a panic into a retryable error.
+func (w *Worker) call(ctx context.Context, ev messages.Event, log *slog.Logger) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("worker: handler panicked", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("worker: handler panicked: %v", r)
+		}
+	}()
+	return w.handler.Handle(ctx, ev)
+}
+
+func (w *Worker) observeHandler(d time.Duration, err error) {
+	result := "ok"
+	switch {
+	case IsPermanent(err):
+		result = "permanent"
+	case err != nil:
+		result = "error"
+	}
+	w.metrics.handlerDuration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// settle carries out o on m: AckSync, NakWithDelay, or dead letter then
+// Term. A dead letter that cannot be published is Nak'd with delay instead:
+// Term only ever follows the dead letter's PubAck.
+func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome, log *slog.Logger) {
+	switch o.action {
+	case actAck:
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err := m.DoubleAck(ctx)
+		cancel()
+		if err != nil {
+			// JetStream redelivers it; the done mark makes that an Ack.
+			w.metrics.ackErrors.WithLabelValues("ack").Inc()
+			log.Warn("worker: ack failed", slog.String("outcome", o.label), slog.Any("error", err))
+		} else {
+			log.Debug("worker: acked", slog.String("outcome", o.label))
+		}
+	case actNak:
+		if o.label == outcomeBusy {
+			w.metrics.busyNaks.Inc()
+		}
+		level := slog.LevelWarn
+		if o.label == outcomeBusy || o.label == outcomeInterrupted {
+			level = slog.LevelInfo
+		}
+		log.Log(context.Background(), level, "worker: nak; will retry", slog.String("outcome", o.label),
+			slog.Duration("delay", o.delay), slog.String("reason", o.reason))
+		w.nak(m, o.delay, log)
+	case actDeadLetter:
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err := w.deadLetter(ctx, letter{
+			stream:     meta.Stream,
+			subject:    m.Subject(),
+			seq:        meta.Sequence.Stream,
+			header:     m.Headers(),
+			data:       m.Data(),
+			deliveries: meta.NumDelivered,
+			reason:     o.reason,
+		}, o.cause)
+		cancel()
+		if err != nil {
+			delay := w.cfg.Streams.Delay(meta.NumDelivered)
+			log.Error("worker: dead-letter publish failed; will retry",
+				slog.String("reason", o.reason), slog.Duration("delay", delay), slog.Any("error", err))
+			w.nak(m, delay, log)
+			o.label = outcomeDLQError
+			break
+		}
+		log.Error("worker: dead-lettered", slog.String("cause", o.cause), slog.String("reason", o.reason))
+		if err := m.Term(); err != nil {
+			// Redelivered later; the dead letter's Nats-Msg-Id dedupes a second one.
+			w.metrics.ackErrors.WithLabelValues("term").Inc()
+			log.Warn("worker: term failed", slog.Any("error", err))
+		}
+	}
+	w.metrics.processed.WithLabelValues(o.label).Inc()
+}
+
+// nak asks JetStream to redeliver m after delay (at once when 0).
+func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {
+	var err error
+	if delay > 0 {
+		err = m.NakWithDelay(delay)
+	} else {
+		err = m.Nak()
+	}
+	if err != nil {
+		// JetStream redelivers it after AckWait.
+		w.metrics.ackErrors.WithLabelValues("nak").Inc()
+		log.Warn("worker: nak failed", slog.Any("error", err))
+	}
+}

@@ -1,0 +1,340 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/streams"
+)
+
+// Defaults of Config.
+const (
+	// DefaultConcurrency is Config.Concurrency's default: messages in flight
+	// per Worker.
+	DefaultConcurrency = 8
+	// DefaultLockTTL is Config.LockTTL's default: 30 s.
+	DefaultLockTTL = 30 * time.Second
+	// DefaultShutdownTimeout is Config.ShutdownTimeout's default: 25 s,
+	// inside Kubernetes' default 30 s grace period.
+	DefaultShutdownTimeout = 25 * time.Second
+	// DefaultHandlerTimeout is Config.HandlerTimeout's default: 5 minutes.
+	DefaultHandlerTimeout = 5 * time.Minute
+)
+
+// Config configures a Worker. The zero value is the documented default for
+// every field.
+type Config struct {
+	// Streams names and sizes the streams and the durable pull consumer; its
+	// zero value is streams' defaults. AckWait, MaxDeliver and BackOff rule
+	// redelivery: a failed handler is retried after BackOff[n-1] following
+	// delivery n, and dead-lettered after delivery MaxDeliver (MaxDeliver -1:
+	// never).
+	Streams streams.Config
+
+	// Concurrency is how many messages one Worker holds at once: fetched from
+	// JetStream and not yet acknowledged, each in its own handler. Default 8.
+	Concurrency int
+
+	// LockTTL is how long an event's lock lives unless extended; the worker
+	// extends it every Heartbeat while the handler runs. If the process dies,
+	// another worker may run the event after LockTTL. Default 30 s.
+	LockTTL time.Duration
+
+	// Heartbeat is the interval at which a running handler's lock is extended
+	// and JetStream is told the message is in progress. It must be shorter
+	// than LockTTL and AckWait. Default min(LockTTL, AckWait)/3.
+	Heartbeat time.Duration
+
+	// HandlerTimeout bounds one handler run: the handler's context is
+	// cancelled when it passes, and an error returned then is retried like any
+	// other. Default 5 minutes; negative means no bound.
+	HandlerTimeout time.Duration
+
+	// ShutdownTimeout is how long Run lets in-flight handlers finish after
+	// its context is cancelled; then their contexts are cancelled, their
+	// locks released and their messages Nak'd for another worker. Default 25 s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the worker's structured logs; every line about an
+	// event carries its key. Default slog.Default().
+	Logger *slog.Logger
+
+	// Registerer registers the worker's Prometheus metrics (wagate_worker_*).
+	// Workers sharing a Registerer share their metrics. Default nil: metrics
+	// are kept but not registered.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults returns c with every zero field set to its default, or an
+// error when a field is out of range.
+func (c Config) withDefaults() (Config, error) {
+	c.Streams = c.Streams.WithDefaults()
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.LockTTL == 0 {
+		c.LockTTL = DefaultLockTTL
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = min(c.LockTTL, c.Streams.AckWait) / 3
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.Concurrency < 0:
+		return c, fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
+	case c.LockTTL < 0:
+		return c, fmt.Errorf("worker: LockTTL %v is negative", c.LockTTL)
+	case c.Streams.AckWait < 0:
+		return c, fmt.Errorf("worker: AckWait %v is negative", c.Streams.AckWait)
+	case c.Heartbeat <= 0:
+		return c, fmt.Errorf("worker: Heartbeat %v is not positive", c.Heartbeat)
+	case c.Heartbeat >= c.LockTTL:
+		return c, fmt.Errorf("worker: Heartbeat %v must be shorter than LockTTL %v", c.Heartbeat, c.LockTTL)
+	case c.Heartbeat >= c.Streams.AckWait:
+		return c, fmt.Errorf("worker: Heartbeat %v must be shorter than AckWait %v", c.Heartbeat, c.Streams.AckWait)
+	case c.ShutdownTimeout < 0:
+		return c, fmt.Errorf("worker: ShutdownTimeout %v is negative", c.ShutdownTimeout)
+	}
+	for i, d := range c.Streams.BackOff {
+		if d <= 0 {
+			return c, fmt.Errorf("worker: BackOff[%d] %v is not positive", i, d)
+		}
+	}
+	return c, nil
+}
+
+// Worker consumes the events stream and runs a Handler on each event under
+// its lock. Create it with New; its methods are safe for concurrent use.
+type Worker struct {
+	cfg     Config
+	js      jetstream.JetStream
+	store   dedupe.Store
+	handler Handler
+	log     *slog.Logger
+	metrics *metrics
+	running atomic.Bool
+}
+
+// New returns a Worker that runs h on the events of js, locking them in
+// store. It returns an error when an argument is nil, a Config field is out
+// of range, or the metrics cannot be registered with cfg.Registerer. New does
+// not touch the network: Run does.
+func New(cfg Config, js jetstream.JetStream, store dedupe.Store, h Handler) (*Worker, error) {
+	if js == nil {
+		return nil, errors.New("worker: nil JetStream")
+	}
+	if store == nil {
+		return nil, errors.New("worker: nil dedupe.Store")
+	}
+	if h == nil {
+		return nil, errors.New("worker: nil Handler")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, js: js, store: store, handler: h, log: cfg.Logger, metrics: m}, nil
+}
+
+// fetchWait is the longest one pull request waits for messages. Run
+// cancels a waiting pull at once when its context ends.
+const fetchWait = 5 * time.Second
+
+// retryWait is the pause after a failed pull before the next one.
+const retryWait = time.Second
+
+// Run creates or updates the streams and the durable consumer, then consumes
+// with at most Config.Concurrency messages in flight until ctx is cancelled.
+// Each message goes through the path the package documentation describes.
+//
+// On cancellation it stops fetching and lets in-flight handlers finish for up
+// to Config.ShutdownTimeout; then it cancels their contexts, releases their
+// locks and Naks their messages. It returns nil after such a drain: every
+// message it held is acknowledged, Nak'd or dead-lettered, and no lock of its
+// own is left held (one whose release failed because the dedupe store was
+// unreachable expires after LockTTL). Run returns only once every handler has
+// returned.
+//
+// Run returns nil when ctx is cancelled, even before consuming began. Before
+// consuming, it returns an error when the streams or the consumer cannot be
+// ensured (wrapping streams.ErrConflict when the live streams conflict with
+// Config.Streams) or the advisory subscription fails; after the drain, when
+// the NATS connection was closed under it. Only one Run may be active on a
+// Worker at a time; a second returns an error at once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("worker: Run is already active")
+	}
+	defer w.running.Store(false)
+
+	if err := streams.Ensure(ctx, w.js, w.cfg.Streams); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	cons, err := streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	adv, err := w.watchMaxDeliveries()
+	if err != nil {
+		return err
+	}
+	defer adv.stop()
+
+	// hardCtx outlives ctx by ShutdownTimeout: in-flight handlers run under it.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+
+	var inflight sync.WaitGroup
+	err = w.consume(ctx, hardCtx, cons, &inflight)
+
+	w.drain(hardCancel, &inflight)
+	return err
+}
+
+// consume fetches messages and starts one goroutine per message, owned by
+// inflight, until ctx ends or the connection is closed.
+func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, inflight *sync.WaitGroup) error {
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	release := func(n int) {
+		for range n {
+			<-slots
+		}
+	}
+	for {
+		// Wait for one free slot, then take every other free one.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n := 1
+	more:
+		for n < w.cfg.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+
+		// The pull ends when ctx does; JetStream expires it a little before
+		// fctx's deadline.
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			release(n)
+			if stop := w.fetchFailed(ctx, &cons, err); stop != nil {
+				return stop
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			n--
+			if ctx.Err() != nil {
+				// Arrived while stopping: hand it straight to another worker.
+				w.nak(m, 0, w.log.With(slog.String("key", m.Headers().Get(nats.MsgIdHdr)), slog.String("subject", m.Subject())))
+				release(1)
+				continue
+			}
+			w.metrics.inFlight.Inc()
+			inflight.Go(func() {
+				defer release(1)
+				defer w.metrics.inFlight.Dec()
+				w.process(hardCtx, m)
+			})
+		}
+		cancel()
+		release(n)
+		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if stop := w.fetchFailed(ctx, &cons, err); stop != nil {
+				return stop
+			}
+		}
+	}
+}
+
+// fetchFailed handles a failed pull: it returns an error when Run must stop,
+// else waits a moment (re-creating the consumer if it was deleted) and
+// returns nil.
+func (w *Worker) fetchFailed(ctx context.Context, cons *jetstream.Consumer, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrInvalidOption):
+		return fmt.Errorf("worker: fetch: %w", err)
+	}
+	w.log.WarnContext(ctx, "worker: fetch failed", slog.Any("error", err))
+	w.metrics.fetchErrors.Inc()
+	t := time.NewTimer(retryWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := streams.Ensure(ctx, w.js, w.cfg.Streams); err != nil {
+			w.log.WarnContext(ctx, "worker: re-creating streams failed", slog.Any("error", err))
+			return nil
+		}
+		c, err := streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
+		if err != nil {
+			w.log.WarnContext(ctx, "worker: re-creating consumer failed", slog.Any("error", err))
+			return nil
+		}
+		*cons = c
+	}
+	return nil
+}
+
+// drain waits for in-flight handlers, cancelling them after
+// ShutdownTimeout. Each cancelled handler's lock is released and its message
+// Nak'd by process itself.
+func (w *Worker) drain(hardCancel context.CancelFunc, inflight *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		inflight.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(w.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	w.log.Warn("worker: shutdown timeout passed; cancelling in-flight handlers",
+		slog.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
+	hardCancel()
+	<-done
+}
