@@ -10,6 +10,9 @@
 //	Accepted (a…)       stored in JetStream
 //	Done     (d…)       processed; final
 //
-// Store is the interface; Redis is the production backend. Every backend passes
-// the contract suite in package dedupetest.
+// Store is the interface. Redis (NewRedis; single node, Sentinel or Cluster) is
+// the default production backend; KV (NewKV) keeps the same states in NATS
+// JetStream key-value buckets, for the one-process `wagate dev` and for
+// operators who want one fewer moving part. Every backend passes the contract
+// suite in package dedupetest.
 package dedupe

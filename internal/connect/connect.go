@@ -60,6 +60,10 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		// No reconnect buffer: while disconnected a publish fails at once
+		// (the ingress answers 503) instead of landing later, after its
+		// caller gave up on it.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", "err", err)
