@@ -136,6 +136,9 @@ func TestParseFixtures(t *testing.T) {
 		name := filepath.Base(path)
 		seen[name] = true
 		wants, ok := tests[name]
+		if !ok && !strings.HasPrefix(name, "meta_") {
+			ok = true // another provider's body: Parse must refuse it (below)
+		}
 		if !ok {
 			t.Errorf("%s: no expected events in the table: add them", name)
 			continue
@@ -146,7 +149,7 @@ func TestParseFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			evs, err := messages.Parse(body, received)
-			if strings.HasPrefix(name, "wasender_") {
+			if !strings.HasPrefix(name, "meta_") {
 				if !errors.Is(err, messages.ErrNotWebhook) || evs != nil {
 					t.Fatalf("Parse = %d events, %v; want nil, ErrNotWebhook", len(evs), err)
 				}

@@ -7,8 +7,13 @@
 // error wrapping ErrNotWebhook, and anything wagate does not recognise inside a
 // valid envelope becomes an event of kind "unknown" so that nothing is lost.
 //
-// Parse reads Meta's WhatsApp Business Cloud API webhooks; its documentation
-// lists the events it makes and the identity of each. Events carry the item's
+// Parse reads Meta's WhatsApp Business Cloud API webhooks, ParseWASender
+// WASenderApi's and ParseWAHA WAHA's (Parser finds one by provider name); the
+// documentation of each lists the events it makes and the identity of each.
+// The gateways (WASenderApi, WAHA) share one identity scheme, built only from
+// parts that stay the same across deliveries of one message: a one-to-one
+// chat's address, which flips between a phone form and a @lid form, is never
+// part of it. Events carry the item's
 // bytes exactly as received (Event.Item), so a consumer can read any field
 // wagate does not, and Encode keeps them byte for byte on the wire.
 package messages

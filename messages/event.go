@@ -39,7 +39,8 @@ type Event struct {
 	Kind Kind `json:"kind"`
 	// Account is the business account the event belongs to: for the Cloud API
 	// the phone_number_id from value.metadata, else the WABA id (entry.id);
-	// empty for an unknown item outside any entry.
+	// empty for an unknown item outside any entry. For a gateway, its session
+	// (see ParseWASender, ParseWAHA).
 	Account string `json:"account"`
 	// ID is the provider's id of the item: the wamid of a message or status,
 	// the call id ("wacid.…"); empty when the item has none or its id is not
@@ -55,6 +56,7 @@ type Event struct {
 	Status string `json:"status,omitempty"`
 	// From is the sender (messages: from) or recipient (statuses:
 	// recipient_id) as the provider wrote it; empty when the item has none.
+	// For a gateway, the other party, as a phone number when known.
 	From string `json:"from"`
 	// Timestamp is the provider's time of the item, in Unix seconds; 0 when
 	// the item has none or it is malformed. Meta writes it as a string of
@@ -85,9 +87,11 @@ type Context struct {
 	EntryID string `json:"entry_id,omitempty"`
 	// EntryTime is entry[].time in Unix seconds, when present.
 	EntryTime int64 `json:"entry_time,omitempty"`
-	// Field is changes[].field, for example "messages".
+	// Field is changes[].field, for example "messages"; for a gateway, the
+	// event name, for example "messages.upsert".
 	Field string `json:"field,omitempty"`
-	// Metadata is value.metadata as received (display_phone_number, phone_number_id).
+	// Metadata is value.metadata as received (display_phone_number,
+	// phone_number_id); for WAHA, the envelope's metadata object.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	// Contact is the value.contacts[] item matching the item, as received: the
 	// first whose wa_id equals From, else the only contact when there is

@@ -1,0 +1,262 @@
+package messages
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProviderWAHA is WAHA, the self-hosted WhatsApp HTTP API
+// (waha.devlike.pro).
+const ProviderWAHA = "waha"
+
+// wahaAcks are the names of message.ack's numeric "ack", from -1 to 4, as
+// its "ackName" writes them (WAHA, "Events", message.ack,
+// waha.devlike.pro/docs/how-to/events/).
+var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "played"}
+
+// ParseWAHA splits a WAHA webhook body into Events, in document order.
+// receivedAt is stored in every Event's ReceivedAt.
+//
+// The body is a JSON object with a string "event", a string "session" (the
+// session name), a "payload", and optionally "id" (the event's own id,
+// "evt_…"), "timestamp" (Unix milliseconds), "metadata", "engine", "me" and
+// "environment" (WAHA, "Webhooks", waha.devlike.pro/docs/how-to/webhooks/,
+// and "Events", waha.devlike.pro/docs/how-to/events/). Events:
+//
+//   - message, message.any: one KindMessage event, the payload; Type is
+//     payload.type, else payload._data.type;
+//   - message.ack: one KindStatus event, the payload; Status is ackName
+//     lowercased (error, pending, server, device, read, played), else the
+//     name of the number "ack"; Type "ack";
+//   - message.reaction: one KindMessage event of Type "reaction";
+//   - message.revoked: one KindStatus event with Status "deleted" and Type
+//     "revoked" for the message named by payload.revokedMessageId,
+//     payload.before.id or payload.after.id;
+//   - session.status: one KindField event of Type "session.status";
+//   - any other event name: one KindUnknown event whose Type is the event
+//     name.
+//
+// The item is the payload. A body without a payload is one KindUnknown event
+// of Type "<event>" whose item is the whole body; a payload of the wrong
+// shape for its event becomes a KindUnknown event of Type "<event>", and a member of the envelope not listed above one of Type
+// "envelope.<name>". Account is the session name; Context.Field is the event
+// name and Context.Metadata the envelope's "metadata" object, when present.
+// From is the other party as a phone number when its address is a phone JID
+// (…@c.us, …@s.whatsapp.net), else the address written. Timestamp is the
+// payload's timestamp, else the envelope's, in Unix seconds.
+//
+// A WAHA message id is serialised as "<fromMe>_<chat>_<id>[_<participant>]",
+// for example "false_11111111111@c.us_AAAAA": it embeds the chat's address,
+// which WhatsApp writes as a phone JID (…@c.us) or as a LID (…@lid), so one
+// message can arrive under two serialised ids. Identities are therefore built
+// from the stable parts only, as in the gateway identities table (see the
+// file gateway.go): the session, the chat when it is a group, broadcast or
+// newsletter ("direct" otherwise), the direction and the id the sending
+// device chose: <session>|<chat>|<in|out>|<id>. A status adds its value and
+// the participant (without device), a deletion "deleted", a reaction
+// "reaction", the target's inner id and the emoji. Neither the envelope's id
+// and timestamp nor the X-Webhook-Request-Id header, which change from one
+// delivery to the next, are part of any identity of a message or status. An
+// id not in the serialised form is used whole. A message or status without a
+// string id, or a status without a value, gets the fallback identity, with
+// Fallback set. message and message.any of one message share one identity.
+//
+// ParseWAHA returns an error wrapping ErrNotWebhook, with the reason, when
+// body is empty, not JSON, not a JSON object, or without a string "event" or
+// a string "session"; no events are returned then. It never panics, its work
+// is linear in len(body), and it is safe for concurrent use. Items are
+// sub-slices of body, which must not be modified while they are in use.
+func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
+	env, event, err := gatewayEnvelope(body)
+	if err != nil {
+		return nil, err
+	}
+	session, ok := decodeString(lookup(env, "session"))
+	if !ok {
+		return nil, notWebhook(`no string "session" member`)
+	}
+	g := gateway{provider: ProviderWAHA, event: event, receivedAt: receivedAt, session: session, account: session}
+	if md := lookup(env, "metadata"); isObject(md) {
+		g.metadata = md
+	}
+	g.timestamp = unixTime(lookup(env, "timestamp"))
+	g.envelopeUnknowns(env, []string{"id", "timestamp", "session", "metadata", "engine", "event", "payload", "me", "environment"})
+
+	payload := lookup(env, "payload")
+	if payload == nil {
+		// Nothing to read: the whole body is kept.
+		g.unknown(event, whole(body))
+		return g.events, nil
+	}
+	ms, isObj := members(payload)
+	w := waha{gateway: &g}
+	switch {
+	case event == "session.status":
+		g.field(payload)
+	case !isObj && strings.HasPrefix(event, "message"):
+		g.unknown(event, payload)
+	case event == "message" || event == "message.any":
+		w.message(ms, payload)
+	case event == "message.ack":
+		w.ack(ms, payload)
+	case event == "message.reaction":
+		w.reaction(ms, payload)
+	case event == "message.revoked":
+		w.revoked(ms, payload)
+	default:
+		g.unknown(event, payload)
+	}
+	return g.events, nil
+}
+
+// waha reads the payload of one WAHA body.
+type waha struct{ *gateway }
+
+// splitWAHAID splits a serialised message id "<true|false>_<chat>_<id>[_…]".
+// ok is false when s is not in that form.
+func splitWAHAID(s string) (fromMe bool, chat, id string, ok bool) {
+	rest, found := strings.CutPrefix(s, "true_")
+	if found {
+		fromMe = true
+	} else if rest, found = strings.CutPrefix(s, "false_"); !found {
+		return false, "", "", false
+	}
+	chat, rest, found = strings.Cut(rest, "_")
+	id, _, _ = strings.Cut(rest, "_")
+	if !found || chat == "" || id == "" {
+		return false, "", "", false
+	}
+	return fromMe, chat, id, true
+}
+
+// wahaID reads a message id: a string, or an object with "_serialized".
+func wahaID(v []byte) (string, bool) {
+	if ms, ok := members(v); ok {
+		return decodeString(lookup(ms, "_serialized"))
+	}
+	return decodeString(v)
+}
+
+// wahaKey returns the key of the message whose serialised id is s (decoded
+// with ok); ms is the object holding it, read for fromMe and the chat when s
+// is not in the serialised form.
+func wahaKey(s string, ok bool, ms []member) msgKey {
+	if fromMe, chat, id, split := splitWAHAID(s); ok && split {
+		return msgKey{id: id, idOK: usableID(id, true), fromMe: fromMe, chat: chat}
+	}
+	k := msgKey{id: s, idOK: usableID(s, ok), fromMe: boolOf(lookup(ms, "fromMe"))}
+	k.chat = stringOf(lookup(ms, "chatId"))
+	if k.chat == "" {
+		if k.fromMe {
+			k.chat = stringOf(lookup(ms, "to"))
+		} else {
+			k.chat = stringOf(lookup(ms, "from"))
+		}
+	}
+	return k
+}
+
+// wahaFrom returns the other party of a message or status object.
+func wahaFrom(ms []member, fromMe bool) string {
+	s := func(name string) string { return stringOf(lookup(ms, name)) }
+	if fromMe {
+		return party(s("participant"), s("to"), s("chatId"))
+	}
+	return party(s("participant"), s("from"), s("chatId"))
+}
+
+// message reads a message or message.any payload.
+func (w waha) message(ms []member, raw []byte) {
+	id, ok := wahaID(lookup(ms, "id"))
+	k := wahaKey(id, ok, ms)
+	ev := w.newEvent(KindMessage, raw)
+	ev.ID = id
+	ev.Type = stringOf(lookup(ms, "type"))
+	if ev.Type == "" {
+		data, _ := members(lookup(ms, "_data"))
+		ev.Type = stringOf(lookup(data, "type"))
+	}
+	ev.From = wahaFrom(ms, k.fromMe)
+	if ts := unixTime(lookup(ms, "timestamp")); ts > 0 {
+		ev.Timestamp = ts
+	}
+	w.gateway.message(ev, k)
+}
+
+// ack reads a message.ack payload.
+func (w waha) ack(ms []member, raw []byte) {
+	id, ok := wahaID(lookup(ms, "id"))
+	k := wahaKey(id, ok, ms)
+	ev := w.newEvent(KindStatus, raw)
+	ev.ID = id
+	ev.Type = "ack"
+	ev.From = wahaFrom(ms, k.fromMe)
+	ev.Status = strings.ToLower(strings.TrimSpace(stringOf(lookup(ms, "ackName"))))
+	if ev.Status == "" {
+		if n, ok := intOf(lookup(ms, "ack")); ok {
+			if n >= -1 && n < int64(len(wahaAcks))-1 {
+				ev.Status = wahaAcks[n+1]
+			} else {
+				ev.Status = strconv.FormatInt(n, 10)
+			}
+		}
+	}
+	if ts := unixTime(lookup(ms, "timestamp")); ts > 0 {
+		ev.Timestamp = ts
+	}
+	w.status(ev, k, jidUser(stringOf(lookup(ms, "participant"))))
+}
+
+// reaction reads a message.reaction payload: its own id, and the reaction
+// {text, messageId} (or, in some deployments, "reaction" as the emoji and
+// "messageId" beside it).
+func (w waha) reaction(ms []member, raw []byte) {
+	id, ok := wahaID(lookup(ms, "id"))
+	k := wahaKey(id, ok, ms)
+	rc, isObj := members(lookup(ms, "reaction"))
+	var text, target string
+	var targetOK bool
+	if isObj {
+		text = stringOf(lookup(rc, "text"))
+		target, targetOK = wahaID(lookup(rc, "messageId"))
+	} else {
+		text = stringOf(lookup(ms, "reaction"))
+	}
+	if !targetOK {
+		target, targetOK = wahaID(lookup(ms, "messageId"))
+	}
+	tk := wahaKey(target, targetOK, ms)
+	ev := w.newEvent(KindMessage, raw)
+	ev.ID = id
+	ev.Type = "reaction"
+	ev.From = party(stringOf(lookup(ms, "participant")), stringOf(lookup(ms, "senderId")), stringOf(lookup(ms, "from")))
+	if ts := unixTime(lookup(ms, "timestamp")); ts > 0 {
+		ev.Timestamp = ts
+	}
+	k.idOK = k.idOK && tk.idOK
+	w.gateway.message(ev, k, "reaction", tk.id, text)
+}
+
+// revoked reads a message.revoked payload.
+func (w waha) revoked(ms []member, raw []byte) {
+	id, ok := decodeString(lookup(ms, "revokedMessageId"))
+	holder := ms
+	for _, name := range []string{"before", "after"} {
+		if ok {
+			break
+		}
+		if m, isObj := members(lookup(ms, name)); isObj {
+			if id, ok = wahaID(lookup(m, "id")); ok {
+				holder = m
+			}
+		}
+	}
+	k := wahaKey(id, ok, holder)
+	ev := w.newEvent(KindStatus, raw)
+	ev.ID = id
+	ev.Type = "revoked"
+	ev.Status = "deleted"
+	ev.From = wahaFrom(holder, k.fromMe)
+	w.status(ev, k)
+}
