@@ -115,6 +115,7 @@ type Redis struct {
 	args []string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
+	hold *portHold // keeps the port while stopped
 }
 
 // StartRedis starts a private redis-server from PATH, with extra
@@ -128,7 +129,13 @@ func StartRedis(t testing.TB, args ...string) *Redis {
 	}
 	r := &Redis{t: t, port: FreePort(t), dir: t.TempDir(), args: args}
 	r.Start()
-	t.Cleanup(r.Stop)
+	t.Cleanup(func() {
+		r.Stop()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.hold.release()
+		r.hold = nil
+	})
 	return r
 }
 
@@ -146,6 +153,8 @@ func (r *Redis) Start() {
 	if r.cmd != nil {
 		return
 	}
+	r.hold.release()
+	r.hold = nil
 	args := append([]string{
 		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--save", "", "--appendonly", "no",
@@ -183,6 +192,7 @@ func (r *Redis) Stop() {
 	_ = r.cmd.Process.Kill()
 	_ = r.cmd.Wait()
 	r.cmd = nil
+	r.hold = holdPort(r.Addr())
 }
 
 // NATS is an in-process NATS server with JetStream and file storage.
@@ -191,6 +201,7 @@ type NATS struct {
 	opts server.Options
 	mu   sync.Mutex
 	srv  *server.Server
+	hold *portHold // keeps the port while shut down
 }
 
 // StartNATS starts an in-process NATS server with JetStream on a free
@@ -207,7 +218,13 @@ func StartNATS(t testing.TB) *NATS {
 		NoSigs:    true,
 	}}
 	n.Start()
-	t.Cleanup(n.Shutdown)
+	t.Cleanup(func() {
+		n.Shutdown()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.hold.release()
+		n.hold = nil
+	})
 	return n
 }
 
@@ -230,6 +247,8 @@ func (n *NATS) Start() {
 	if n.srv != nil {
 		return
 	}
+	n.hold.release()
+	n.hold = nil
 	opts := n.opts
 	s, err := server.NewServer(&opts)
 	if err != nil {
@@ -252,6 +271,45 @@ func (n *NATS) Shutdown() {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
 	n.srv = nil
+	n.hold = holdPort(fmt.Sprintf("127.0.0.1:%d", n.opts.Port))
+}
+
+// portHold keeps a stopped server's port from being taken by another test's
+// server (test packages run in parallel), so that clients of the stopped
+// server see it down, not some other server. It accepts connections and
+// closes them at once, as a server that is going away would.
+type portHold struct {
+	ln   net.Listener
+	done chan struct{}
+}
+
+// holdPort listens on addr; it returns nil when the port is already taken.
+func holdPort(addr string) *portHold {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	h := &portHold{ln: ln, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	return h
+}
+
+// release frees the port; nil-safe.
+func (h *portHold) release() {
+	if h == nil {
+		return
+	}
+	_ = h.ln.Close()
+	<-h.done
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
