@@ -7,9 +7,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,11 +23,28 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wagate/wagate/ingest"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
 )
 
-const secret = "e2e-app-secret"
+// The providers' secrets.
+const (
+	secret         = "e2e-app-secret"
+	wasenderSecret = "e2e-wasender-secret"
+	wahaKey        = "e2e-waha-hmac-key"
+)
+
+// secretOf is the secret the ingress is given for provider.
+func secretOf(provider string) string {
+	switch provider {
+	case messages.ProviderWASender:
+		return wasenderSecret
+	case messages.ProviderWAHA:
+		return wahaKey
+	}
+	return secret
+}
 
 // sink records every forward of the worker's forward handler.
 type sink struct {
@@ -158,19 +172,17 @@ func waitReady(t *testing.T, url string) {
 	}, "%s never answered 200", url)
 }
 
-func sign(body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
-func post(url string, body []byte) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+// post sends a fixture to its provider's route on the ingress at base,
+// signed as that provider signs it.
+func post(base string, f fixture) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, base+ingest.Route(f.provider), bytes.NewReader(f.body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Hub-Signature-256", sign(body))
+	if err := ingest.SignRequest(req.Header, f.provider, f.body, secretOf(f.provider)); err != nil {
+		return 0, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
@@ -180,34 +192,54 @@ func post(url string, body []byte) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// fixtures returns every Cloud API payload fixture with the keys its events
-// must be forwarded under. Some fixtures reuse a wamid on one account (see
-// messages/testdata/README.md): one key then stands for several items, and
-// whichever delivery was stored first is the one forwarded.
-func fixtures(t *testing.T) (bodies map[string][]byte, want map[string][]messages.Event) {
+// fixture is one payload file and the provider whose route it goes to.
+type fixture struct {
+	provider string
+	body     []byte
+}
+
+// fixturePrefixes maps the payload files of each provider to it: mixed
+// traffic from every provider the ingress serves.
+var fixturePrefixes = map[string]string{
+	"meta_":     messages.ProviderCloud,
+	"wasender_": messages.ProviderWASender,
+	"waha_":     messages.ProviderWAHA,
+}
+
+// fixtures returns every payload fixture of every provider with the keys its
+// events must be forwarded under. Some fixtures reuse an id on one account
+// (see messages/testdata/README.md): one key then stands for several items,
+// and whichever delivery was stored first is the one forwarded.
+func fixtures(t *testing.T) (bodies map[string]fixture, want map[string][]messages.Event) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "messages", "testdata", "meta_*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures: %v", err)
-	}
-	bodies = map[string][]byte{}
+	bodies = map[string]fixture{}
 	want = map[string][]messages.Event{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	for prefix, provider := range fixturePrefixes {
+		files, err := filepath.Glob(filepath.Join("..", "messages", "testdata", prefix+"*.json"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no %s fixtures: %v", provider, err)
 		}
-		evs, err := messages.Parse(b, time.Now())
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
+		parse, ok := messages.Parser(provider)
+		if !ok {
+			t.Fatalf("no parser for %s", provider)
 		}
-		if len(evs) == 0 {
-			t.Fatalf("%s: no events", f)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := parse(b, time.Now())
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if len(evs) == 0 {
+				t.Fatalf("%s: no events", f)
+			}
+			for _, ev := range evs {
+				want[ev.Key] = append(want[ev.Key], ev)
+			}
+			bodies[filepath.Base(f)] = fixture{provider: provider, body: b}
 		}
-		for _, ev := range evs {
-			want[ev.Key] = append(want[ev.Key], ev)
-		}
-		bodies[filepath.Base(f)] = b
 	}
 	return bodies, want
 }
@@ -228,6 +260,8 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 		"WAGATE_REDIS_URL=" + redisURL,
 		"WAGATE_NATS_URL=" + natsURL,
 		"WAGATE_META_APP_SECRET=" + secret,
+		"WAGATE_WASENDER_SECRET=" + wasenderSecret,
+		"WAGATE_WAHA_HMAC_KEY=" + wahaKey,
 		"WAGATE_META_VERIFY_TOKEN=e2e-verify",
 		"WAGATE_LOG_LEVEL=debug",
 	}
@@ -238,7 +272,7 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 			append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
 		waitReady(t, base+"/readyz")
-		ingress = append(ingress, base+"/webhooks/whatsapp")
+		ingress = append(ingress, base)
 	}
 	for i := range 2 {
 		port := testenv.FreePort(t)
@@ -258,11 +292,11 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 	}
 	sort.Strings(names)
 
-	expect200 := func(name string, url string) {
+	expect200 := func(name string, base string) {
 		t.Helper()
-		code, err := post(url, bodies[name])
+		code, err := post(base, bodies[name])
 		if err != nil || code != http.StatusOK {
-			t.Errorf("POST %s to %s: code %d err %v, want 200", name, url, code, err)
+			t.Errorf("POST %s to %s: code %d err %v, want 200", name, base, code, err)
 		}
 	}
 	// Once, then again one after another, alternating ingresses.
@@ -343,6 +377,19 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 			t.Errorf("key %s (%s): forwarded %d times, want exactly 1", k, w[0].Identity, seen[k])
 		}
 	}
+	// Mixed traffic: every provider's events went through, each exactly once.
+	wantBy, gotBy := map[string]int{}, map[string]int{}
+	for _, w := range want {
+		wantBy[w[0].Provider]++
+	}
+	for _, f := range sk.snapshot() {
+		gotBy[f.Event.Provider]++
+	}
+	for _, provider := range fixturePrefixes {
+		if wantBy[provider] == 0 || gotBy[provider] != wantBy[provider] {
+			t.Errorf("%s: %d forwards, want %d (one per distinct event)", provider, gotBy[provider], wantBy[provider])
+		}
+	}
 	stream, err := js.Stream(ctx, "WAGATE_EVENTS")
 	if err != nil {
 		t.Fatal(err)
@@ -354,5 +401,5 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 	if info.State.Msgs != uint64(len(want)) {
 		t.Errorf("events stream holds %d messages, want %d (one per distinct event)", info.State.Msgs, len(want))
 	}
-	t.Logf("%d fixtures, %d distinct events, %d POSTs, %d forwards", len(bodies), len(want), len(bodies)*22, len(sk.snapshot()))
+	t.Logf("%d fixtures, %d distinct events (%v by provider), %d POSTs, %d forwards", len(bodies), len(want), wantBy, len(bodies)*22, len(sk.snapshot()))
 }

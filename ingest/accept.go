@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/failpoint"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -110,7 +111,9 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		return http.StatusOK, ans
 	}
 
+	failpoint.Hit(failpoint.IngestAfterClaim)
 	results := s.publishAll(ctx, pub)
+	failpoint.Hit(failpoint.IngestAfterPubAck)
 
 	var stored, release []dedupe.Claim
 	failed := 0

@@ -13,17 +13,25 @@
 // # Routes
 //
 //	GET  /webhooks/whatsapp   Cloud API verification handshake
-//	POST /webhooks/whatsapp   Cloud API events
+//	POST /webhooks/whatsapp   Cloud API events (X-Hub-Signature-256)
+//	POST /webhooks/wasender   WASenderApi events (X-Webhook-Signature)
+//	POST /webhooks/waha       WAHA events (X-Webhook-Hmac)
 //	GET  /healthz             alive: always 200
 //	GET  /readyz              200 when the store and JetStream answer, else 503
 //	GET  /metrics             Prometheus metrics
+//
+// A provider's routes are served when it has a secret (Config.AppSecrets,
+// WASenderSecrets, WAHAKeys), or unsigned under Config.Insecure; otherwise
+// they answer 404. Every provider goes through the same steps (read, verify,
+// parse with its messages parser, claim, publish); see Route, SignRequest and
+// the Verifier interface.
 //
 // # Answers to a webhook POST
 //
 //	413  Content-Length above Config.BodyLimit (nothing read), or a body that
 //	     turns out longer (at most BodyLimit+1 bytes read)
-//	401  X-Hub-Signature-256 missing, malformed or matching no App Secret;
-//	     checked over the exact bytes received, before parsing
+//	401  the provider's signature header missing, malformed or matching none
+//	     of its secrets; checked over the exact bytes received, before parsing
 //	400  the body could not be read, or is not a webhook (messages.ErrNotWebhook)
 //	200  every event stored (or a duplicate of a stored one); also a webhook
 //	     holding no event

@@ -16,7 +16,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.answerError
-	e.Use(s.instrument, middleware.RecoverWithConfig(middleware.RecoverConfig{
+	e.Use(s.instrument, s.trace, middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			s.log.Error("ingest: panic", "route", c.Path(), "err", err, "stack", string(stack))
@@ -24,7 +24,7 @@ func (s *Server) routes() *echo.Echo {
 		},
 	}))
 
-	s.cloudRoutes(e)
+	s.providerRoutes(e)
 	e.GET(pathHealth, s.health)
 	e.GET(pathReady, s.ready)
 	e.GET(pathMetric, echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{

@@ -50,12 +50,15 @@ const (
 	FailClosed Policy = "fail-closed"
 )
 
-// ErrNoSecret is returned by New when no App Secret is configured and
-// Config.Insecure is not set.
-var ErrNoSecret = errors.New("ingest: no app secret configured (set Insecure to accept unsigned webhooks)")
+// ErrNoSecret is returned by New when no provider has a secret (no App
+// Secret, WASenderApi secret or WAHA key) and Config.Insecure is not set.
+var ErrNoSecret = errors.New("ingest: no webhook secret configured (set Insecure to accept unsigned webhooks)")
 
 // Config configures a Server. The zero value of every field is its
-// documented default, except AppSecrets, which must be set unless Insecure is.
+// documented default, except the providers' secrets (AppSecrets,
+// WASenderSecrets, WAHAKeys), at least one of which must be set unless
+// Insecure is. A provider is served (its route registered) when it has a
+// secret, or under Insecure; otherwise its route answers 404.
 // Durations must not be negative.
 type Config struct {
 	// Addr is the TCP address Run listens on. Default ":8080".
@@ -64,14 +67,26 @@ type Config struct {
 	// AppSecrets are the Meta App Secrets a Cloud API body may be signed
 	// with (X-Hub-Signature-256). A body is accepted when its signature
 	// matches any of them, so a new secret can be added before the old one is
-	// removed. Empty strings are refused. Required unless Insecure.
+	// removed. Empty strings are refused. Empty: POST and GET
+	// /webhooks/whatsapp are not served, unless Insecure.
 	AppSecrets []string
 	// VerifyToken is the token of the Cloud API verification handshake. When
 	// empty every handshake is refused (403).
 	VerifyToken string
-	// Insecure accepts unsigned Cloud API bodies when AppSecrets is empty.
-	// Without it New refuses to build a Server with no secret. It has no
-	// effect when AppSecrets is set: signatures are then always checked.
+	// WASenderSecrets are the WASenderApi webhook secrets (one per session,
+	// or the old and the new one during a rotation): a POST /webhooks/wasender
+	// is accepted when its X-Webhook-Signature equals any of them. Empty
+	// strings are refused. Empty: the route is not served, unless Insecure.
+	WASenderSecrets []string
+	// WAHAKeys are the WAHA webhook HMAC keys: a POST /webhooks/waha is
+	// accepted when its X-Webhook-Hmac is the HMAC-SHA512 of the body under
+	// any of them. Empty strings are refused. Empty: the route is not
+	// served, unless Insecure.
+	WAHAKeys []string
+	// Insecure serves, unsigned, every provider that has no secret: its
+	// bodies are accepted without any signature check. A provider with a
+	// secret is always checked. Without Insecure, New refuses to build a
+	// Server with no secret at all (ErrNoSecret).
 	Insecure bool
 
 	// BodyLimit is the largest webhook body accepted, in bytes; a longer one
@@ -127,13 +142,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
-	for i, s := range c.AppSecrets {
-		if s == "" {
-			return c, fmt.Errorf("ingest: app secret %d is empty", i)
-		}
-	}
-	if len(c.AppSecrets) == 0 && !c.Insecure {
-		return c, ErrNoSecret
+	if err := checkSecrets(c); err != nil {
+		return c, err
 	}
 	if c.BodyLimit < 0 {
 		return c, fmt.Errorf("ingest: negative body limit %d", c.BodyLimit)
@@ -214,7 +224,7 @@ type Server struct {
 	store    dedupe.Store
 	js       jetstream.JetStream
 	publish  PublishFunc
-	secrets  [][]byte
+	served   []served          // the providers served, in route order
 	tokenSum [sha256.Size]byte // SHA-256 of VerifyToken
 	log      *slog.Logger
 	metrics  *metrics
@@ -230,8 +240,8 @@ type Server struct {
 // New builds a Server from cfg that claims with store and publishes with js.
 // It registers the server's metrics with cfg.Registerer.
 //
-// It returns ErrNoSecret when cfg.AppSecrets is empty and cfg.Insecure is not
-// set, and an error when a field of cfg is invalid, when store or js is nil,
+// It returns ErrNoSecret when no provider has a secret and cfg.Insecure is
+// not set, and an error when a field of cfg is invalid, when store or js is nil,
 // or when the metrics cannot be registered (for example because they already
 // are, by another Server on the same registry).
 func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option) (*Server, error) {
@@ -255,10 +265,8 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 		log:      cfg.Logger,
 		owner:    cfg.Owner + "." + hex.EncodeToString(nonce[:]),
 	}
-	for _, sec := range cfg.AppSecrets {
-		s.secrets = append(s.secrets, []byte(sec))
-	}
-	s.publish = s.publishJetStream
+	s.served = servedProviders(cfg)
+	s.publish = tracePublish(s.publishJetStream)
 
 	reg := cfg.Registerer
 	if reg == nil {
@@ -277,8 +285,10 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 	for _, o := range opts {
 		o(s)
 	}
-	if len(s.secrets) == 0 {
-		s.log.Warn("ingest: no app secret: webhook signatures are not checked (insecure)")
+	for _, p := range s.served {
+		if p.verify == nil {
+			s.log.Warn("ingest: no secret: webhook signatures are not checked (insecure)", "provider", p.name, "route", p.path)
+		}
 	}
 	if cfg.VerifyToken == "" {
 		s.log.Info("ingest: no verify token: every verification handshake is refused")

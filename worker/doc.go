@@ -12,7 +12,8 @@
 //	Handler        runs with the lock, its context carrying Run{Fence, Delivery};
 //	               every Heartbeat the lock is extended and JetStream told InProgress;
 //	               a lost lock cancels the handler's context
-//	nil            store.Finish (marks done)   → AckSync; lock lost at finish → Nak
+//	nil            store.Finish (marks done)   → AckSync; lock lost at finish → Nak;
+//	                                             store unreachable → retried while the lock is held, then Nak
 //	Permanent(err) unlock                      → dead letter, Term
 //	other error    unlock                      → Nak with BackOff[delivery-1],
 //	                                             or dead letter and Term after the last delivery
@@ -60,6 +61,20 @@
 // handler's lock is released and its message Nak'd without delay. Run returns
 // once every handler has returned: a handler that ignores its context holds
 // Run, and keeps its lock alive, until it does.
+//
+// # Replay
+//
+// Worker.Replay runs one stored event through the same lock, handler and done
+// mark, without a JetStream delivery (wagate replay uses it): a done key is
+// skipped unless forced, and a key whose lock another run holds is reported
+// busy and not run, so replay is safe while live workers consume. A forced
+// run carries a new, higher fencing number; its Run.Delivery is 0.
+//
+// # Tracing
+//
+// The handler runs in an OpenTelemetry consumer span ("wagate.handle
+// <kind>"), the child of the trace context the ingress wrote into the
+// message's NATS headers (W3C traceparent), on the global TracerProvider.
 //
 // # Metrics
 //

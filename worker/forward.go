@@ -22,8 +22,8 @@ const (
 	// than that of every earlier run of the same key, so the receiver can
 	// refuse a stale writer. Absent when the context carries no Run.
 	HeaderFencingToken = "Wagate-Fencing-Token"
-	// HeaderDelivery carries JetStream's delivery count of the event, from 1.
-	// Absent when the context carries no Run.
+	// HeaderDelivery carries JetStream's delivery count of the event, from 1
+	// (0 for a run of wagate replay). Absent when the context carries no Run.
 	HeaderDelivery = "Wagate-Delivery"
 )
 

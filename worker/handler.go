@@ -28,7 +28,8 @@ type Run struct {
 	// Fence is the fencing number of this run's lock: strictly greater than
 	// every earlier run's for the same key.
 	Fence int64
-	// Delivery is JetStream's delivery count of the message, from 1.
+	// Delivery is JetStream's delivery count of the message, from 1; 0 for
+	// a run started by Worker.Replay (wagate replay).
 	Delivery uint64
 }
 

@@ -26,6 +26,9 @@ type inProgresser interface {
 type heartbeat struct {
 	stop chan struct{}
 	done chan struct{}
+	// expires is the earliest the lock may expire after the last extension
+	// that succeeded (or after it was taken); set before done is closed.
+	expires time.Time
 }
 
 // startHeartbeat starts the heartbeat of lease l, taken at (or just after)
@@ -34,18 +37,22 @@ func (w *Worker) startHeartbeat(m inProgresser, l dedupe.Lease, taken time.Time,
 	hb := &heartbeat{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(hb.done)
-		w.beat(hb.stop, m, l, taken, cancel, log)
+		hb.expires = w.beat(hb.stop, m, l, taken, cancel, log)
 	}()
 	return hb
 }
 
-// halt stops the heartbeat and waits for it.
-func (hb *heartbeat) halt() {
+// halt stops the heartbeat, waits for it, and returns the earliest time the
+// lock may expire (in the past once the heartbeat gave the lock up).
+func (hb *heartbeat) halt() time.Time {
 	close(hb.stop)
 	<-hb.done
+	return hb.expires
 }
 
-func (w *Worker) beat(stop <-chan struct{}, m inProgresser, l dedupe.Lease, taken time.Time, cancel context.CancelCauseFunc, log *slog.Logger) {
+// beat runs the heartbeat until stop is closed, and returns the earliest
+// time the lock may expire.
+func (w *Worker) beat(stop <-chan struct{}, m inProgresser, l dedupe.Lease, taken time.Time, cancel context.CancelCauseFunc, log *slog.Logger) time.Time {
 	t := time.NewTicker(w.cfg.Heartbeat)
 	defer t.Stop()
 	// expires is the earliest the lock may expire: a TTL counted from before
@@ -55,7 +62,10 @@ func (w *Worker) beat(stop <-chan struct{}, m inProgresser, l dedupe.Lease, take
 	for {
 		select {
 		case <-stop:
-			return
+			if !held {
+				return time.Time{}
+			}
+			return expires
 		case <-t.C:
 		}
 		if err := m.InProgress(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/failpoint"
 	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
 )
@@ -54,6 +55,8 @@ type attempt struct {
 	interrupted bool   // shutdown cancelled the handler
 	lockLost    bool   // the heartbeat lost the lock while the handler ran
 	finishErr   error  // store.Finish failed (the handler succeeded)
+	force       bool   // Replay with force: begin even when the key is done
+	fence       int64  // the lock's fencing number, once taken
 }
 
 // verdict maps an attempt to its outcome. It is the one place that chooses
@@ -132,23 +135,24 @@ func (w *Worker) process(hardCtx context.Context, m jetstream.Msg) {
 		slog.Uint64("delivery", meta.NumDelivered),
 	)
 	if a.decodeErr == nil {
-		a = w.run(hardCtx, m, ev, a, log)
+		a = w.run(traceContext(hardCtx, m.Headers()), m, ev, a, log)
 	}
 	w.settle(m, meta, verdict(a, w.cfg.Streams), log)
 }
 
 // run takes the event's lock and runs the handler under it, keeping the lock
 // and the message alive, then marks the key done or releases the lock.
-func (w *Worker) run(hardCtx context.Context, m jetstream.Msg, ev messages.Event, a attempt, log *slog.Logger) attempt {
+func (w *Worker) run(hardCtx context.Context, m inProgresser, ev messages.Event, a attempt, log *slog.Logger) attempt {
 	taken := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	lease, err := w.store.Begin(ctx, ev.Key, dedupe.BeginOptions{TTL: w.cfg.LockTTL})
+	lease, err := w.store.Begin(ctx, ev.Key, dedupe.BeginOptions{TTL: w.cfg.LockTTL, Force: a.force})
 	cancel()
 	w.metrics.lockWait.Observe(time.Since(taken).Seconds())
 	if err != nil {
 		a.beginErr = err
 		return a
 	}
+	a.fence = lease.Fence
 	log = log.With(slog.Int64("fence", lease.Fence))
 	if err := hardCtx.Err(); err != nil {
 		// Shutdown cancelled in-flight work while the lock was being taken:
@@ -172,19 +176,58 @@ func (w *Worker) run(hardCtx context.Context, m jetstream.Msg, ev messages.Event
 	start := time.Now()
 	a.handlerErr = w.call(hctx, ev, log)
 	w.observeHandler(time.Since(start), a.handlerErr)
-	hb.halt()
+	expires := hb.halt()
 
 	a.lockLost = errors.Is(context.Cause(runCtx), dedupe.ErrLockLost)
 	a.interrupted = hardCtx.Err() != nil
 
 	if a.handlerErr == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		a.finishErr = w.store.Finish(ctx, lease)
-		cancel()
+		failpoint.Hit(failpoint.WorkerBeforeFinish)
+		a.finishErr = w.finish(hardCtx, m, lease, expires, log)
+		failpoint.Hit(failpoint.WorkerAfterFinish)
 		return a
 	}
 	w.unlock(lease, log)
 	return a
+}
+
+// finishRetryWait is the pause between two attempts of finish.
+const finishRetryWait = 100 * time.Millisecond
+
+// finish marks the key done once the handler succeeded. When the store fails
+// otherwise than with ErrLockLost (it is unreachable), the lock may still be
+// this run's until expires: finish tries again every finishRetryWait, keeping
+// the message in progress, until the store answers, the lock comes within
+// one Heartbeat of expiring (the margin the heartbeat keeps), or hardCtx
+// ends. Without this, a store outage shorter than the lock's life would turn
+// a run that completed, and still holds its lock, into a re-run.
+func (w *Worker) finish(hardCtx context.Context, m inProgresser, lease dedupe.Lease, expires time.Time, log *slog.Logger) error {
+	for tries := 1; ; tries++ {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err := w.store.Finish(ctx, lease)
+		cancel()
+		if err == nil || errors.Is(err, dedupe.ErrLockLost) ||
+			time.Until(expires) <= w.cfg.Heartbeat+finishRetryWait || hardCtx.Err() != nil {
+			if err == nil && tries > 1 {
+				log.Info("worker: marked done after the store came back", slog.Int("tries", tries))
+			}
+			return err
+		}
+		if tries == 1 {
+			log.Warn("worker: marking done failed; trying again while the lock is held",
+				slog.Time("lock_expires", expires), slog.Any("error", err))
+		}
+		t := time.NewTimer(finishRetryWait)
+		select {
+		case <-hardCtx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		if err := m.InProgress(); err != nil {
+			w.metrics.heartbeatErrors.WithLabelValues("in_progress").Inc()
+		}
+	}
 }
 
 // unlock releases the lock so that the retry need not wait for LockTTL. A
@@ -200,6 +243,8 @@ func (w *Worker) unlock(lease dedupe.Lease, log *slog.Logger) {
 
 // call runs the handler, turning a panic into a retryable error.
 func (w *Worker) call(ctx context.Context, ev messages.Event, log *slog.Logger) (err error) {
+	ctx, span := startHandlerSpan(ctx, ev)
+	defer func() { endHandlerSpan(span, err) }()
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("worker: handler panicked", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))

@@ -35,6 +35,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	log := connect.Logger(cfg)
+	stopTracing, err := connect.Tracing(ctx, cfg, "wagate-ingress", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -54,6 +59,8 @@ func run(ctx context.Context) error {
 	srv, err := ingest.New(ingest.Config{
 		Addr:            cfg.HTTPAddr,
 		AppSecrets:      cfg.Secrets(),
+		WASenderSecrets: cfg.WASenderSecretList(),
+		WAHAKeys:        cfg.WAHAKeyList(),
 		VerifyToken:     cfg.MetaVerifyToken,
 		Insecure:        cfg.InsecureNoSecret,
 		BodyLimit:       cfg.BodyLimit,

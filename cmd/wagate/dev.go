@@ -104,15 +104,17 @@ func runDev(ctx context.Context, out io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	srv, err := ingest.New(ingest.Config{
-		Addr:           cfg.HTTPAddr,
-		AppSecrets:     []string{secrets.AppSecret},
-		VerifyToken:    secrets.VerifyToken,
-		BodyLimit:      cfg.BodyLimit,
-		RedisPolicy:    ingest.Policy(cfg.RedisPolicy),
-		PublishTimeout: cfg.PublishTimeout,
-		Streams:        connect.Streams(cfg),
-		Logger:         log,
-		Registerer:     reg,
+		Addr:            cfg.HTTPAddr,
+		AppSecrets:      []string{secrets.AppSecret},
+		WASenderSecrets: cfg.WASenderSecretList(),
+		WAHAKeys:        cfg.WAHAKeyList(),
+		VerifyToken:     secrets.VerifyToken,
+		BodyLimit:       cfg.BodyLimit,
+		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
+		PublishTimeout:  cfg.PublishTimeout,
+		Streams:         connect.Streams(cfg),
+		Logger:          log,
+		Registerer:      reg,
 	}, store, js)
 	if err != nil {
 		return err

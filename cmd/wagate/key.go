@@ -3,72 +3,119 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/wagate/wagate/internal/config"
-	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/messages"
 )
 
+// eventRef names one event by its provider id, for the commands that take a
+// wamid instead of a key: the parts of its identity besides the id (see
+// messages.Parse for the identities).
+type eventRef struct {
+	kind    string // message, status or call
+	account string // phone_number_id
+	second  string // status value (status) or call event (call)
+}
+
+// addFlags adds --account, --kind and --status to cmd.
+func (r *eventRef) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&r.account, "account", "", "phone_number_id the wamid belongs to (needed with a wamid)")
+	cmd.Flags().StringVar(&r.kind, "kind", string(messages.KindMessage), "event kind of a wamid: message, status or call")
+	cmd.Flags().StringVar(&r.second, "status", "", "with --kind status: the status (sent, delivered, read, played, failed); with --kind call: the call event (connect, terminate)")
+}
+
+// resolveKey returns the dedupe key that arg names: arg itself when it is a
+// key ("wa:" and 22 characters), else the key of the Cloud API event whose
+// id (wamid or call id) is arg, and the identity it was computed from. It
+// returns an error saying which flag is missing or wrong.
+func resolveKey(arg string, r eventRef) (key, identity string, err error) {
+	arg = strings.TrimSpace(arg)
+	if strings.HasPrefix(arg, messages.KeyPrefix) {
+		if len(arg) != messages.KeyLen {
+			return "", "", fmt.Errorf("%q is not a dedupe key: a key is %q and 22 base64url characters", arg, messages.KeyPrefix)
+		}
+		return arg, "", nil
+	}
+	if arg == "" {
+		return "", "", fmt.Errorf("empty key or wamid")
+	}
+	if r.account == "" {
+		return "", "", fmt.Errorf("%q is not a key; a wamid needs --account <phone_number_id>", arg)
+	}
+	parts := []string{messages.ProviderCloud, r.kind, r.account, arg}
+	switch messages.Kind(r.kind) {
+	case messages.KindMessage:
+		if r.second != "" {
+			return "", "", fmt.Errorf("--status applies to --kind status or call, not message")
+		}
+	case messages.KindStatus, messages.KindCall:
+		if r.second == "" {
+			return "", "", fmt.Errorf("--kind %s needs --status (the status value or the call event): each is an event of its own", r.kind)
+		}
+		parts = append(parts, r.second)
+	default:
+		return "", "", fmt.Errorf("--kind %q: want message, status or call (other kinds have no id; use their key)", r.kind)
+	}
+	identity = messages.Identity(parts...)
+	return messages.KeyOf(identity), identity, nil
+}
+
 func newKeyCmd() *cobra.Command {
-	var account, kind, status string
+	var ref eventRef
 	cmd := &cobra.Command{
 		Use:   "key <key | wamid>",
 		Short: "Show an event's dedupe state (absent, pending, accepted, done), fencing number and lock",
 		Long: `Show an event's dedupe state in the configured store (WAGATE_DEDUPE_BACKEND).
 
-The argument is a dedupe key ("wa:…") or a Cloud API wamid. A wamid needs
---account (the phone_number_id); for a status add --kind status --status read.`,
+The argument is a dedupe key ("wa:" and 22 characters, as in the logs, the
+Idempotency-Key header and "wagate dlq list") or a Cloud API id. An id needs
+--account (the phone_number_id); a message is --kind message (the default), a
+status --kind status --status read (each status value is its own event), a
+call --kind call --status connect.
+
+States: absent (never seen, or forgotten after the dedupe horizon), pending
+(claimed by an ingress, publish in flight or died), accepted (stored in
+JetStream, not processed yet), done (processed; never run again unless
+replayed with --force). "fence" is the last fencing number issued, "locked"
+whether a run holds the lock now.`,
+		Example: `  wagate key wa:Vb3yX1p0m2Qx9f0Y4nJr7A
+  wagate key wamid.HBgLMTU1NTAwMDAwMDEVAgASGBQzQUI= --account 106540352242922
+  wagate key wamid.HBgLMTU1NTAwMDAwMDEVAgASGBQzQUI= --account 106540352242922 --kind status --status read`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load()
+			key, identity, err := resolveKey(args[0], ref)
+			if err != nil {
+				return fmt.Errorf("key: %w", err)
+			}
+			o, err := openOps(cmd.Context(), "wagate-key", true)
 			if err != nil {
 				return err
 			}
-			key := args[0]
-			if !strings.HasPrefix(key, messages.KeyPrefix) {
-				if account == "" {
-					return fmt.Errorf("key: %q is not a key; a wamid needs --account <phone_number_id>", key)
-				}
-				parts := []string{messages.ProviderCloud, kind, account, key}
-				if kind == string(messages.KindStatus) {
-					parts = append(parts, status)
-				}
-				id := messages.Identity(parts...)
-				key = messages.KeyOf(id)
-				fmt.Fprintf(cmd.OutOrStdout(), "identity %s\n", id)
-			}
+			defer o.close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			var js jetstream.JetStream
-			if cfg.DedupeBackend == "nats" {
-				nc, j, err := connect.NATS(ctx, cfg.NATSURL, "wagate-key", connect.Logger(cfg))
-				if err != nil {
-					return err
-				}
-				defer nc.Close()
-				js = j
-			}
-			store, closeStore, err := connect.Store(ctx, cfg, js)
+			rec, err := o.store.Lookup(ctx, key)
 			if err != nil {
-				return err
+				return fmt.Errorf("key: %w", err)
 			}
-			defer closeStore()
-			rec, err := store.Lookup(ctx, key)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "key      %s\nstate    %s\nfence    %d\nlocked   %t\nttl      %s\nraw      %q\n",
-				key, rec.State, rec.Fence, rec.Locked, rec.TTL.Round(time.Second), rec.Raw)
+			printRecord(cmd.OutOrStdout(), key, identity, rec)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&account, "account", "", "phone_number_id the wamid belongs to")
-	cmd.Flags().StringVar(&kind, "kind", "message", "event kind: message or status")
-	cmd.Flags().StringVar(&status, "status", "", "status value for --kind status: sent, delivered, read, played, failed")
+	ref.addFlags(cmd)
 	return cmd
+}
+
+// printRecord writes what the store knows of key.
+func printRecord(w io.Writer, key, identity string, rec dedupe.Record) {
+	if identity != "" {
+		fmt.Fprintf(w, "identity %s\n", identity)
+	}
+	fmt.Fprintf(w, "key      %s\nstate    %s\nfence    %d\nlocked   %t\nttl      %s\nraw      %q\n",
+		key, rec.State, rec.Fence, rec.Locked, rec.TTL.Round(time.Second), rec.Raw)
 }

@@ -38,6 +38,6 @@ Configuration comes from WAGATE_* environment variables (see the README).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd(), newSendCmd(), newKeyCmd())
+	root.AddCommand(newDevCmd(), newSendCmd(), newKeyCmd(), newReplayCmd(), newDLQCmd(), newStreamsCmd())
 	return root
 }

@@ -40,6 +40,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	log := connect.Logger(cfg)
+	stopTracing, err := connect.Tracing(ctx, cfg, "wagate-worker", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

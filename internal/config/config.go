@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ type Config struct {
 	HTTPAddr         string        `env:"HTTP_ADDR" envDefault:":8080"`
 	MetaAppSecrets   []string      `env:"META_APP_SECRET" envSeparator:","`
 	MetaVerifyToken  string        `env:"META_VERIFY_TOKEN"`
+	WASenderSecrets  []string      `env:"WASENDER_SECRET" envSeparator:","` // WASenderApi webhook secrets
+	WAHAKeys         []string      `env:"WAHA_HMAC_KEY" envSeparator:","`   // WAHA webhook HMAC keys
 	InsecureNoSecret bool          `env:"INSECURE_NO_SIGNATURE" envDefault:"false"`
 	BodyLimit        int64         `env:"BODY_LIMIT" envDefault:"4194304"`
 	RedisPolicy      string        `env:"REDIS_POLICY" envDefault:"fail-open"` // fail-open | fail-closed
@@ -51,6 +54,10 @@ type Config struct {
 	AckWait         time.Duration `env:"ACK_WAIT" envDefault:"30s"`
 	MaxDeliver      int           `env:"MAX_DELIVER" envDefault:"10"`
 	MaxAckPending   int           `env:"MAX_ACK_PENDING" envDefault:"1000"`
+	// BackOff is the workers' redelivery schedule after a failed delivery,
+	// comma-separated ("1s,5s,15s"; the last step repeats). Empty means
+	// streams.DefaultBackOff.
+	BackOff []time.Duration `env:"BACKOFF" envSeparator:","`
 
 	// Logs.
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`  // debug | info | warn | error
@@ -58,6 +65,34 @@ type Config struct {
 
 	// Embedded mode (wagate dev).
 	DataDir string `env:"DATA_DIR" envDefault:".wagate"`
+
+	// Tracing (OpenTelemetry). OTel is "" (the default: "otlp" when
+	// OTLPEndpoint is set, else "off"), "off", "otlp" (OTLP over HTTP,
+	// configured by the standard OTEL_EXPORTER_OTLP_* variables) or "stdout"
+	// (spans as JSON lines on stdout, for a first look).
+	OTel string `env:"OTEL"`
+	// OTLPEndpoint is the standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else
+	// OTEL_EXPORTER_OTLP_ENDPOINT (not WAGATE_-prefixed): setting either turns
+	// tracing on. The exporter reads these variables itself.
+	OTLPEndpoint string
+}
+
+// OTLP environment variables (OpenTelemetry's own names), read by Load.
+const (
+	EnvOTLPEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvOTLPTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+)
+
+// TracingMode returns the tracing exporter in effect: "off", "otlp" or
+// "stdout" (see OTel).
+func (c Config) TracingMode() string {
+	switch {
+	case c.OTel != "":
+		return c.OTel
+	case c.OTLPEndpoint != "":
+		return "otlp"
+	}
+	return "off"
 }
 
 // Prefix is the prefix of every variable.
@@ -69,6 +104,10 @@ func Load() (Config, error) {
 	var c Config
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix}); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.OTLPEndpoint = os.Getenv(EnvOTLPTracesEndpoint)
+	if c.OTLPEndpoint == "" {
+		c.OTLPEndpoint = os.Getenv(EnvOTLPEndpoint)
 	}
 	return c, c.Validate()
 }
@@ -89,6 +128,7 @@ func (c Config) Validate() error {
 	oneOf("HANDLER", c.Handler, "forward", "log")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
+	oneOf("OTEL", c.OTel, "", "off", "otlp", "stdout")
 	if c.Handler == "forward" && c.ForwardURL == "" {
 		errs = append(errs, Prefix+"HANDLER=forward needs "+Prefix+"FORWARD_URL")
 	}
@@ -104,6 +144,9 @@ func (c Config) Validate() error {
 	positive("ACK_WAIT", int64(c.AckWait))
 	positive("MAX_DELIVER", int64(c.MaxDeliver))
 	positive("STREAM_REPLICAS", int64(c.StreamReplicas))
+	for _, d := range c.BackOff {
+		positive("BACKOFF", int64(d))
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
@@ -111,9 +154,20 @@ func (c Config) Validate() error {
 }
 
 // Secrets returns the configured Meta App Secrets, trimmed, empty ones dropped.
-func (c Config) Secrets() []string {
+func (c Config) Secrets() []string { return trimmed(c.MetaAppSecrets) }
+
+// WASenderSecretList returns the configured WASenderApi webhook secrets,
+// trimmed, empty ones dropped.
+func (c Config) WASenderSecretList() []string { return trimmed(c.WASenderSecrets) }
+
+// WAHAKeyList returns the configured WAHA webhook HMAC keys, trimmed, empty
+// ones dropped.
+func (c Config) WAHAKeyList() []string { return trimmed(c.WAHAKeys) }
+
+// trimmed returns list with each value trimmed and empty ones dropped.
+func trimmed(list []string) []string {
 	var out []string
-	for _, s := range c.MetaAppSecrets {
+	for _, s := range list {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}

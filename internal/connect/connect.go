@@ -103,6 +103,7 @@ func Streams(c config.Config) streams.Config {
 		AckWait:         c.AckWait,
 		MaxDeliver:      c.MaxDeliver,
 		MaxAckPending:   c.MaxAckPending,
+		BackOff:         c.BackOff,
 	}
 }
 

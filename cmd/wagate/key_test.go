@@ -1,0 +1,92 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/messages"
+)
+
+func TestResolveKey(t *testing.T) {
+	const wamid = "wamid.HBgLMTU1NTAwMDAwMDEVAgASGBQzQUI="
+	key := messages.KeyOf("x")
+	for _, c := range []struct {
+		name     string
+		arg      string
+		ref      eventRef
+		identity string // "" with wantErr
+		wantErr  string
+	}{
+		{"a key", key, eventRef{}, "", ""},
+		{"a key, account ignored", key, eventRef{account: "1"}, "", ""},
+		{"message", wamid, eventRef{kind: "message", account: "106"}, "cloud|message|106|" + wamid, ""},
+		{"status", wamid, eventRef{kind: "status", account: "106", second: "read"}, "cloud|status|106|" + wamid + "|read", ""},
+		{"call", "wacid.ABC", eventRef{kind: "call", account: "106", second: "connect"}, "cloud|call|106|wacid.ABC|connect", ""},
+		{"separator escaped", "a|b", eventRef{kind: "message", account: "106"}, "cloud|message|106|a%7Cb", ""},
+		{"no account", wamid, eventRef{kind: "message"}, "", "needs --account"},
+		{"status without value", wamid, eventRef{kind: "status", account: "106"}, "", "needs --status"},
+		{"message with status", wamid, eventRef{kind: "message", account: "106", second: "read"}, "", "not message"},
+		{"kind without id", wamid, eventRef{kind: "field", account: "106"}, "", "want message, status or call"},
+		{"short key", "wa:abc", eventRef{}, "", "not a dedupe key"},
+		{"empty", " ", eventRef{}, "", "empty"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k, id, err := resolveKey(c.arg, c.ref)
+			if c.wantErr != "" {
+				if !errorContains(err, c.wantErr) {
+					t.Fatalf("error %v, want one mentioning %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := key
+			if c.identity != "" {
+				want = messages.KeyOf(c.identity)
+			}
+			if k != want || id != c.identity {
+				t.Errorf("got %s (%q), want %s (%q)", k, id, want, c.identity)
+			}
+		})
+	}
+}
+
+func TestKeyCommand(t *testing.T) {
+	e := newOpsEnv(t, false)
+	ev := e.event(messages.KindStatus)
+	out := e.mustWagate("key", ev.Key)
+	if !strings.Contains(out, "state    absent\n") {
+		t.Errorf("unseen key:\n%s", out)
+	}
+	fence := e.done(ev.Key)
+	out = e.mustWagate("key", ev.ID, "--account", testAccount, "--kind", "status", "--status", "read")
+	for _, want := range []string{
+		"identity " + ev.Identity + "\n",
+		"key      " + ev.Key + "\n",
+		"state    done\n",
+		"fence    1\n",
+		"locked   false\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("key lacks %q:\n%s", want, out)
+		}
+	}
+	if fence != 1 {
+		t.Errorf("first fence %d", fence)
+	}
+	l, err := e.store.Begin(e.ctx(), ev.Key, dedupe.BeginOptions{TTL: time.Minute, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = e.mustWagate("key", ev.Key)
+	if !strings.Contains(out, "locked   true\n") || !strings.Contains(out, "fence    2\n") {
+		t.Errorf("locked key:\n%s", out)
+	}
+	_ = e.store.Unlock(e.ctx(), l)
+	if _, err := e.wagate("key", ev.ID, "--account", testAccount, "--kind", "status"); !errorContains(err, "needs --status") {
+		t.Errorf("status without --status: %v", err)
+	}
+}

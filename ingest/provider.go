@@ -1,0 +1,187 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/wagate/wagate/messages"
+)
+
+// Verifier checks that a webhook request comes from its provider, from the
+// request's headers and the exact bytes of its body, before anything is
+// parsed. Implementations compare in constant time and are safe for
+// concurrent use.
+type Verifier interface {
+	// Verify reports whether h authenticates body.
+	Verify(h http.Header, body []byte) bool
+}
+
+// provider is one webhook source the ingress can serve: a POST route, how
+// its requests are authenticated and how its bodies are parsed. Each lives in
+// its own file (cloud.go, wasender.go, waha.go).
+type provider struct {
+	name  string // messages.Provider*: names it in logs and to SignRequest
+	title string // names it in answers: "body is not a <title> webhook"
+	path  string // the POST route
+
+	// secrets returns its secrets from cfg; none: not served, unless
+	// cfg.Insecure.
+	secrets func(cfg Config) []string
+	// verifier returns the Verifier for secrets (never empty).
+	verifier func(secrets [][]byte) Verifier
+	// sign sets on h the headers that authenticate body under secret, as the
+	// provider sets them.
+	sign func(h http.Header, body []byte, secret string)
+	// parse splits a body into events.
+	parse messages.ParseFunc
+}
+
+// providers are every provider the ingress can serve, in route order.
+var providers = []provider{cloudProvider, wasenderProvider, wahaProvider}
+
+// served is a provider served by a Server.
+type served struct {
+	provider
+	verify Verifier // nil: no secret, signatures not checked (Config.Insecure)
+}
+
+// Providers returns the names of the providers the ingress can serve
+// (messages.ProviderCloud, ProviderWASender, ProviderWAHA), in route order.
+func Providers() []string {
+	names := make([]string, len(providers))
+	for i, p := range providers {
+		names[i] = p.name
+	}
+	return names
+}
+
+// Route returns the path of provider's webhook route ("/webhooks/whatsapp",
+// "/webhooks/wasender", "/webhooks/waha"), or "" for an unknown provider.
+func Route(provider string) string {
+	if p, ok := lookupProvider(provider); ok {
+		return p.path
+	}
+	return ""
+}
+
+// SignRequest sets on h the headers that authenticate body to provider's
+// route under secret (a Meta App Secret, a WASenderApi webhook secret, a WAHA
+// HMAC key), as the provider itself sets them. It is what tests, load and
+// fault tools and wagate send need to post a body. It returns an error for an
+// unknown provider. It is safe for concurrent use.
+func SignRequest(h http.Header, provider string, body []byte, secret string) error {
+	p, ok := lookupProvider(provider)
+	if !ok {
+		return fmt.Errorf("ingest: unknown provider %q", provider)
+	}
+	p.sign(h, body, secret)
+	return nil
+}
+
+func lookupProvider(name string) (provider, bool) {
+	for _, p := range providers {
+		if p.name == name {
+			return p, true
+		}
+	}
+	return provider{}, false
+}
+
+// checkSecrets returns an error naming the first empty secret of cfg, and
+// ErrNoSecret when no provider has a secret and cfg.Insecure is not set.
+func checkSecrets(cfg Config) error {
+	some := false
+	for _, p := range providers {
+		for i, sec := range p.secrets(cfg) {
+			if sec == "" {
+				return fmt.Errorf("ingest: %s secret %d is empty", p.title, i)
+			}
+			some = true
+		}
+	}
+	if !some && !cfg.Insecure {
+		return ErrNoSecret
+	}
+	return nil
+}
+
+// servedProviders returns the providers a Server with cfg serves: those with
+// a secret, and under cfg.Insecure the others too, unsigned.
+func servedProviders(cfg Config) []served {
+	var out []served
+	for _, p := range providers {
+		secs := p.secrets(cfg)
+		if len(secs) == 0 {
+			if cfg.Insecure {
+				out = append(out, served{provider: p})
+			}
+			continue
+		}
+		keys := make([][]byte, len(secs))
+		for i, sec := range secs {
+			keys[i] = []byte(sec)
+		}
+		out = append(out, served{provider: p, verify: p.verifier(keys)})
+	}
+	return out
+}
+
+// providerRoutes registers the POST route of every served provider, and the
+// Cloud API's verification handshake when the Cloud API is served.
+func (s *Server) providerRoutes(e *echo.Echo) {
+	for _, p := range s.served {
+		e.POST(p.path, s.receive(p))
+		if p.name == messages.ProviderCloud {
+			e.GET(p.path, s.handshake)
+		}
+	}
+}
+
+// receive answers a webhook POST of p (see the package doc for the answers).
+func (s *Server) receive(p served) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		code, ans := s.receiveBody(p, c.Request(), start)
+		s.metrics.ack.WithLabelValues(codeLabel(code)).Observe(time.Since(start).Seconds())
+		if code == http.StatusRequestEntityTooLarge {
+			// The rest of the body stays unread: do not reuse the connection.
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+		}
+		return c.JSON(code, ans)
+	}
+}
+
+// receiveBody reads, verifies, parses and accepts one body of p, and returns
+// the status code and body of the answer.
+func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (int, Answer) {
+	body, err := readBody(r.Body, r.ContentLength, s.cfg.BodyLimit)
+	switch {
+	case errors.Is(err, errTooLarge):
+		s.log.Info("ingest: body over the limit", "provider", p.name, "content_length", r.ContentLength, "limit", s.cfg.BodyLimit)
+		return http.StatusRequestEntityTooLarge, Answer{Error: "body too large"}
+	case err != nil:
+		s.log.Info("ingest: body unreadable", "provider", p.name, "err", err)
+		return http.StatusBadRequest, Answer{Error: "unreadable body"}
+	}
+	if p.verify != nil && !p.verify.Verify(r.Header, body) {
+		s.log.Info("ingest: signature refused", "provider", p.name, "bytes", len(body))
+		return http.StatusUnauthorized, Answer{Error: "invalid signature"}
+	}
+	events, err := p.parse(body, receivedAt.UTC())
+	if err != nil {
+		if errors.Is(err, messages.ErrNotWebhook) {
+			s.log.Info("ingest: not a webhook", "provider", p.name, "bytes", len(body))
+		} else {
+			s.log.Error("ingest: body not parsed", "provider", p.name, "err", err, "bytes", len(body))
+		}
+		return http.StatusBadRequest, Answer{Error: "body is not a " + p.title + " webhook"}
+	}
+	if len(events) == 0 {
+		return http.StatusOK, Answer{}
+	}
+	return s.accept(r.Context(), events)
+}
