@@ -92,10 +92,10 @@ func TestNATSDown(t *testing.T) {
 	}
 }
 
-// /readyz: 200 while Redis and JetStream answer; 503 naming Redis when it
-// is stopped, then naming JetStream when NATS is down too.
+// /readyz under FailClosed: 200 while Redis and JetStream answer; 503 naming
+// Redis when it is stopped, then naming JetStream when NATS is down too.
 func TestReadiness(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Config{RedisPolicy: FailClosed})
 	ready := func(wantCode int) readiness {
 		t.Helper()
 		code, body := e.get(pathReady)
@@ -127,5 +127,28 @@ func TestReadiness(t *testing.T) {
 	testenv.Eventually(t, wait, func() bool { return !e.nc.IsConnected() }, "NATS connection down")
 	if r := ready(http.StatusServiceUnavailable); r.Store == "ok" || r.JetStream == "ok" {
 		t.Fatalf("readyz with both down: %+v", r)
+	}
+}
+
+// /readyz under FailOpen (the default): a stopped Redis is reported but the
+// ingress stays ready, since it still stores every event (G5); a webhook is
+// answered 200. NATS down makes it unready.
+func TestReadinessFailOpen(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.redis.Stop()
+	code, body := e.get(pathReady)
+	var r readiness
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("readyz body %q: %v", body, err)
+	}
+	if code != http.StatusOK || r.Store == "ok" || r.JetStream != "ok" {
+		t.Fatalf("readyz with Redis stopped under fail-open: %d %+v, want 200 naming the store", code, r)
+	}
+	e.postSigned(textBody("wamid.READY_FAILOPEN", "hi"), http.StatusOK)
+
+	e.nats.Shutdown()
+	testenv.Eventually(t, wait, func() bool { return !e.nc.IsConnected() }, "NATS connection down")
+	if code, body := e.get(pathReady); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with NATS down: %d %s, want 503", code, body)
 	}
 }

@@ -34,10 +34,14 @@ type readiness struct {
 	Draining  bool   `json:"draining,omitempty"`
 }
 
-// ready answers /readyz: 200 when the dedupe store answers a ping and the
-// NATS connection is up with JetStream answering, else 503 with the reason
-// of each failure. It answers 503 from the moment Run's context is cancelled,
-// so that load balancers stop sending requests during the shutdown.
+// ready answers /readyz: 200 when the NATS connection is up with JetStream
+// answering and the dedupe store answers a ping, else 503 with the reason of
+// each failure. Under FailOpen a store that does not answer is reported in
+// the body but does not make the ingress unready: it still stores every
+// event (design G5), and pulling it out of a load balancer would turn the
+// promised degraded 200 into connection errors. It answers 503 from the
+// moment Run's context is cancelled, so that load balancers stop sending
+// requests during the shutdown.
 func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
 	defer cancel()
@@ -48,7 +52,8 @@ func (s *Server) ready(c echo.Context) error {
 	wg.Wait()
 	r.Draining = s.draining.Load()
 	code := http.StatusOK
-	if r.Store != "ok" || r.JetStream != "ok" || r.Draining {
+	storeBlocks := r.Store != "ok" && s.cfg.RedisPolicy == FailClosed
+	if storeBlocks || r.JetStream != "ok" || r.Draining {
 		code = http.StatusServiceUnavailable
 		s.log.Info("ingest: not ready", "store", r.Store, "jetstream", r.JetStream, "draining", r.Draining)
 	}
