@@ -1,6 +1,7 @@
 // Command wagate is the operator's command line: it runs the whole pipeline
-// in one process (dev), sends signed payloads to an ingress (send) and
-// inspects dedupe state (key).
+// in one process (dev), sends signed payloads to an ingress (send), re-runs
+// stored events (replay), handles dead letters (dlq), shows and creates the
+// streams (streams) and inspects an event's dedupe state (key).
 package main
 
 import (
