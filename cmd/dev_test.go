@@ -184,3 +184,52 @@ func TestDevRestartKeepsState(t *testing.T) {
 		t.Errorf("secrets not kept in the data folder: %v", err)
 	}
 }
+
+// TestDevStoresABodyAtTheLimit: `wagate dev` accepts bodies up to
+// WAGATE_BODY_LIMIT (4 MiB), so its embedded server must be able to store
+// the event of any such body. A signed, valid envelope holding one large item
+// must be answered 200 (G6: never a 5xx loop, which makes Meta retry for 7
+// days), not 503 because the event is over NATS's default 1 MB max_payload.
+func TestDevStoresABodyAtTheLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped in -short mode")
+	}
+	bin := filepath.Join(binaries(t), "wagate")
+	data := t.TempDir()
+	port := testenv.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	env := devEnv("WAGATE_DATA_DIR="+data, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port),
+		"WAGATE_META_APP_SECRET=big-body-secret")
+	out := &syncWriter{w: new(bytes.Buffer)}
+	cmd := exec.Command(bin, "dev")
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_, _ = cmd.Process.Wait()
+		if t.Failed() {
+			t.Logf("--- wagate dev output:\n%s", tail(out.String(), 3000))
+		}
+	})
+	waitReady(t, base+"/readyz")
+
+	// One text message of 2.5 MB: within Meta's 3 MB and the 4 MiB limit.
+	text := strings.Repeat("a", 2500000)
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"200000000000001","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000000","phone_number_id":"100000000000001"},"messages":[{"from":"15550000001","id":"wamid.BIG1","timestamp":"1750000000","type":"text","text":{"body":"` + text + `"}}]}}]}]}`)
+	file := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	send := exec.Command(bin, "send", "--url", base+"/webhooks/whatsapp", file)
+	send.Env = env
+	res, err := send.CombinedOutput()
+	if err != nil || !strings.Contains(string(res), "200=1") {
+		t.Fatalf("wagate send of a 2.5 MB body: %v\n%s", err, res)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		return strings.Contains(out.String(), "id=wamid.BIG1")
+	}, "the large event was not processed")
+}

@@ -240,6 +240,56 @@ func NewKV(ctx context.Context, js jetstream.JetStream, opts KVOptions) (*KV, er
 	}, nil
 }
 
+// OpenKV returns a store on the existing buckets named by opts.Bucket,
+// without creating or changing them: the horizon is the live bucket's TTL,
+// and opts.Horizon, Replicas and Storage are ignored. It is for tools that
+// inspect a deployment (wagate key), which must not rewrite its buckets with
+// their own configuration: NewKV would set the horizon of every process to
+// the caller's, and a shorter one removes the states older than it at once.
+// It returns an error wrapping jetstream.ErrBucketNotFound when a bucket does
+// not exist, or JetStream's. The returned KV is safe for concurrent use.
+func OpenKV(ctx context.Context, js jetstream.JetStream, opts KVOptions) (*KV, error) {
+	bucket := opts.Bucket
+	if bucket == "" {
+		bucket = DefaultKVBucket
+	}
+	states, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: kv bucket %s: %w", bucket, err)
+	}
+	locks, err := js.KeyValue(ctx, bucket+"_lock")
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: kv bucket %s: %w", bucket+"_lock", err)
+	}
+	st, err := states.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: kv bucket %s: %w", bucket, err)
+	}
+	lst, err := locks.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: kv bucket %s: %w", bucket+"_lock", err)
+	}
+	horizon := st.TTL()
+	if horizon <= 0 {
+		horizon = kvDefaultHorizon
+	}
+	claims, err := ownContext(js)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: kv: %w", err)
+	}
+	pre := apiPrefix(js.Options())
+	return &KV{
+		js:           js,
+		claims:       claims,
+		states:       states,
+		locks:        locks,
+		horizon:      horizon,
+		stateSubject: pre + "$KV." + bucket + ".",
+		lockSubject:  pre + "$KV." + bucket + "_lock.",
+		keyTTL:       lst.LimitMarkerTTL() > 0,
+	}, nil
+}
+
 // ownContext returns a new JetStream context on js's connection, with js's
 // domain or API prefix and default timeout.
 func ownContext(js jetstream.JetStream) (jetstream.JetStream, error) {

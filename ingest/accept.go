@@ -2,9 +2,12 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/failpoint"
@@ -122,7 +125,13 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		if r.err != nil {
 			failed++
 			s.count(ev, outcomeRejected)
-			log.Warn("ingest: publish failed", append(eventAttrs(ev), "err", r.err)...)
+			if errors.Is(r.err, nats.ErrMaxPayload) {
+				// Not transient: every retry of this webhook fails the same way.
+				log.Error("ingest: event larger than the NATS server's max_payload; it cannot be stored until max_payload is raised",
+					append(eventAttrs(ev), "err", r.err)...)
+			} else {
+				log.Warn("ingest: publish failed", append(eventAttrs(ev), "err", r.err)...)
+			}
 			if !bypass && cl.Prior == dedupe.Absent {
 				release = append(release, cl)
 			}

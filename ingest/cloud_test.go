@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -401,6 +403,47 @@ func TestBodyLimit(t *testing.T) {
 	if n := e.store.claims.Load(); n != 0 {
 		t.Fatalf("%d claims, want 0", n)
 	}
+}
+
+// The signature can only be checked once the body is read, so anyone can
+// make the ingress hold a body: without a bound, N connections that each
+// announce BodyLimit bytes and send them slowly hold N × BodyLimit of memory
+// (200 of them: 800 MB). Config.BodyMemory bounds the bodies held at once;
+// a request over it is answered 503 without its body being read, and the
+// ingress serves again once memory is free.
+func TestBodyMemoryIsBounded(t *testing.T) {
+	const limit = 1 << 20
+	e := newEnv(t, Config{BodyLimit: limit, BodyMemory: 2 * limit})
+	addr := strings.TrimPrefix(e.http.URL, "http://")
+	const slow = 8
+	var conns []net.Conn
+	for range slow {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature-256: sha256=%064d\r\nContent-Length: %d\r\n\r\n{", pathCloud, 0, limit)
+	}
+	refused := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(4 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil && resp.StatusCode == http.StatusServiceUnavailable {
+			refused++
+		}
+		_ = c.Close()
+	}
+	if refused < slow-2 {
+		t.Errorf("%d of %d requests announcing %d bytes each were refused with a memory bound of %d bytes, want at least %d",
+			refused, slow, limit, 2*limit, slow-2)
+	}
+	// Memory is given back: a normal request goes through.
+	testenv.Eventually(t, wait, func() bool {
+		body := textBody("wamid.after-flood", "hello")
+		code, _ := e.post(body, Sign(body, testSecret))
+		return code == http.StatusOK
+	}, "the ingress did not serve again after the slow requests went away")
 }
 
 // The limit is inclusive: a body of exactly BodyLimit bytes is read, one

@@ -35,7 +35,9 @@
 //	400  the body could not be read, or is not a webhook (messages.ErrNotWebhook)
 //	200  every event stored (or a duplicate of a stored one); also a webhook
 //	     holding no event
-//	503  the store (under FailClosed) or JetStream failed; the provider retries
+//	503  the store (under FailClosed) or JetStream failed, or the bodies in
+//	     flight hold all of Config.BodyMemory (the body is then not read);
+//	     the provider retries
 //
 // For each event, the claim's prior state decides: absent → publish; pending
 // (another attempt is in flight, or died mid-way) → publish again with the same
@@ -76,6 +78,7 @@
 //	wagate_ingest_claim_duration_seconds            histogram: one claim of all the keys of a request
 //	wagate_ingest_publish_duration_seconds          histogram: one event's publish, from sending to its PubAck or failure
 //	wagate_ingest_ack_duration_seconds{code}        histogram: a webhook POST, from receiving it to answering the provider
+//	wagate_ingest_body_memory_refusals_total        POSTs answered 503 because Config.BodyMemory was in use
 //
 // An event is "accepted" when this request claimed and stored it,
 // "republished" when it found a pending claim and stored it again,

@@ -18,6 +18,7 @@ import (
 //	wagate_ingest_claim_duration_seconds               one store claim of a request's keys
 //	wagate_ingest_publish_duration_seconds             one event's publish, from sending to its PubAck or failure
 //	wagate_ingest_ack_duration_seconds{code}           a webhook POST, from receiving it to answering the provider
+//	wagate_ingest_body_memory_refusals_total           requests answered 503 because Config.BodyMemory was in use
 type metrics struct {
 	requests *prometheus.CounterVec
 	events   *prometheus.CounterVec
@@ -25,6 +26,8 @@ type metrics struct {
 	claim    prometheus.Histogram
 	publish  prometheus.Histogram
 	ack      *prometheus.HistogramVec
+
+	bodyRefusals prometheus.Counter
 }
 
 // latencyBuckets span 0.5 ms to about 8 s, in seconds.
@@ -67,8 +70,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from receiving a webhook POST to answering the provider, in seconds, by status code.",
 			Buckets: latencyBuckets,
 		}, []string{"code"}),
+		bodyRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "wagate", Subsystem: "ingest", Name: "body_memory_refusals_total",
+			Help: "Webhook POSTs answered 503 without reading their body because the bodies in flight used all of the body memory.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.events, m.fallback, m.claim, m.publish, m.ack} {
+	for _, c := range []prometheus.Collector{m.requests, m.events, m.fallback, m.claim, m.publish, m.ack, m.bodyRefusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest: register metrics: %w", err)
 		}

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -155,9 +157,35 @@ func (s *Server) receive(p served) echo.HandlerFunc {
 	}
 }
 
+// bodyWait is how long a request waits for Config.BodyMemory before it is
+// answered 503.
+const bodyWait = time.Second
+
 // receiveBody reads, verifies, parses and accepts one body of p, and returns
 // the status code and body of the answer.
 func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (int, Answer) {
+	if r.ContentLength <= s.cfg.BodyLimit {
+		// Reserve the body's memory before reading it (a body over the
+		// limit is refused below without being read): the signature can
+		// only be checked on the whole body, so unsigned senders must not
+		// be able to make the ingress hold unbounded memory.
+		n := s.cfg.BodyLimit + 1
+		if r.ContentLength >= 0 {
+			n = r.ContentLength + bytes.MinRead
+		}
+		n = min(n, s.cfg.BodyMemory)
+		if !s.bodies.TryAcquire(n) {
+			ctx, cancel := context.WithTimeout(r.Context(), bodyWait)
+			err := s.bodies.Acquire(ctx, n)
+			cancel()
+			if err != nil {
+				s.metrics.bodyRefusals.Inc()
+				s.log.Warn("ingest: too many bodies in flight; request refused", "provider", p.name, "content_length", r.ContentLength, "body_memory", s.cfg.BodyMemory)
+				return http.StatusServiceUnavailable, Answer{Error: "too many requests in flight"}
+			}
+		}
+		defer s.bodies.Release(n)
+	}
 	body, err := readBody(r.Body, r.ContentLength, s.cfg.BodyLimit)
 	switch {
 	case errors.Is(err, errTooLarge):

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/streams"
@@ -28,6 +30,7 @@ import (
 const (
 	DefaultAddr              = ":8080"          // Config.Addr
 	DefaultBodyLimit         = 4 << 20          // Config.BodyLimit, bytes: 4 MiB, above Meta's 3 MB
+	DefaultBodyMemory        = 256 << 20        // Config.BodyMemory, bytes: 256 MiB
 	DefaultStoreTimeout      = 2 * time.Second  // Config.StoreTimeout
 	DefaultPublishTimeout    = 5 * time.Second  // Config.PublishTimeout
 	DefaultReadTimeout       = 15 * time.Second // Config.ReadTimeout
@@ -92,6 +95,15 @@ type Config struct {
 	// BodyLimit is the largest webhook body accepted, in bytes; a longer one
 	// is answered 413. Default 4 MiB (Meta sends at most 3 MB).
 	BodyLimit int64
+	// BodyMemory bounds the bytes of webhook bodies held at once, across all
+	// requests. Before reading its body a request reserves its
+	// Content-Length (BodyLimit when it has none) until it is answered; one
+	// that cannot reserve it within a second is answered 503 without its body
+	// being read, and the provider retries. Since a signature can only be
+	// checked on a whole body, this is what keeps unsigned requests from
+	// holding memory without bound. Default 256 MiB (64 bodies at the
+	// default BodyLimit); raised to BodyLimit when below it.
+	BodyMemory int64
 	// RedisPolicy says what to do when the dedupe store fails to claim.
 	// Default FailOpen.
 	RedisPolicy Policy
@@ -151,6 +163,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BodyLimit == 0 {
 		c.BodyLimit = DefaultBodyLimit
 	}
+	if c.BodyMemory < 0 {
+		return c, fmt.Errorf("ingest: negative body memory %d", c.BodyMemory)
+	}
+	if c.BodyMemory == 0 {
+		c.BodyMemory = DefaultBodyMemory
+	}
+	// One body of the largest size must always fit.
+	c.BodyMemory = max(c.BodyMemory, c.BodyLimit+bytes.MinRead)
 	switch c.RedisPolicy {
 	case "":
 		c.RedisPolicy = FailOpen
@@ -232,9 +252,10 @@ type Server struct {
 	echo     *echo.Echo
 	routeSet map[string]struct{} // paths of the registered routes, for metric labels
 
-	owner    string        // Config.Owner plus a per-process nonce
-	seq      atomic.Uint64 // per-request suffix of owner
-	draining atomic.Bool   // set when Run's context is cancelled
+	bodies   *semaphore.Weighted // Config.BodyMemory: bytes of bodies held now
+	owner    string              // Config.Owner plus a per-process nonce
+	seq      atomic.Uint64       // per-request suffix of owner
+	draining atomic.Bool         // set when Run's context is cancelled
 }
 
 // New builds a Server from cfg that claims with store and publishes with js.
@@ -262,6 +283,7 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 		store:    store,
 		js:       js,
 		tokenSum: sha256.Sum256([]byte(cfg.VerifyToken)),
+		bodies:   semaphore.NewWeighted(cfg.BodyMemory),
 		log:      cfg.Logger,
 		owner:    cfg.Owner + "." + hex.EncodeToString(nonce[:]),
 	}
@@ -330,7 +352,22 @@ func (s *Server) EnsureStreams(ctx context.Context) error {
 	if err := streams.Ensure(ctx, s.js, s.cfg.Streams); err != nil {
 		return fmt.Errorf("ingest: ensure streams: %w", err)
 	}
+	s.checkMaxPayload()
 	return nil
+}
+
+// checkMaxPayload warns when the NATS server's max_payload is below
+// Config.BodyLimit: an accepted body whose event does not fit is answered
+// 503 on every retry of the provider.
+func (s *Server) checkMaxPayload() {
+	nc := s.js.Conn()
+	if nc == nil {
+		return
+	}
+	if mp := nc.MaxPayload(); mp > 0 && mp < s.cfg.BodyLimit {
+		s.log.Warn("ingest: NATS max_payload is below the body limit: a webhook whose event is larger than max_payload is answered 503 on every retry; raise max_payload (up to 64 MB) or lower the body limit",
+			"max_payload", mp, "body_limit", s.cfg.BodyLimit)
+	}
 }
 
 // Serve serves HTTP on ln (closing it when done) until ctx is cancelled.

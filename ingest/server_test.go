@@ -107,6 +107,54 @@ func TestHandshake(t *testing.T) {
 	}
 }
 
+// §8: a handshake without a challenge has nothing to answer. A 200 with an
+// empty body would tell whoever sent it that verification succeeded (and
+// Meta never sends one): it is a bad request. A token with characters that
+// need escaping in a query matches once decoded.
+func TestHandshakeWithoutChallenge(t *testing.T) {
+	e := newEnv(t, Config{VerifyToken: "tok&en=1 +/%"})
+	const token = "tok%26en%3D1%20%2B%2F%25"
+	if code, body := e.get(pathCloud + "?hub.mode=subscribe&hub.verify_token=" + token + "&hub.challenge=77"); code != http.StatusOK || body != "77" {
+		t.Errorf("token with special characters: got %d %q, want 200 \"77\"", code, body)
+	}
+	for _, q := range []string{
+		"hub.mode=subscribe&hub.verify_token=" + token,
+		"hub.mode=subscribe&hub.verify_token=" + token + "&hub.challenge=",
+	} {
+		if code, body := e.get(pathCloud + "?" + q); code != http.StatusBadRequest {
+			t.Errorf("%s: got %d %q, want 400", q, code, body)
+		}
+	}
+}
+
+// A body limit the NATS server cannot store (the default 4 MiB against
+// NATS's default 1 MB max_payload) turns every large-enough webhook into a
+// 503 on every retry. The ingress says so when it starts, and the refusal of
+// such an event names the cause, instead of a routine "publish failed".
+func TestBodyLimitAboveMaxPayload(t *testing.T) {
+	e := newEnv(t, Config{})
+	if mp := e.nc.MaxPayload(); mp >= DefaultBodyLimit {
+		t.Skipf("server max_payload %d already holds the default body limit", mp)
+	}
+	if !strings.Contains(e.logs.String(), "max_payload") {
+		t.Errorf("no start-up warning about max_payload %d below the body limit %d", e.nc.MaxPayload(), DefaultBodyLimit)
+	}
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"200000000000001","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"100000000000001"},"messages":[{"from":"15550000001","id":"wamid.BIG2","timestamp":"1750000000","type":"text","text":{"body":"` + strings.Repeat("a", 1500000) + `"}}]}}]}]}`)
+	code, _ := e.post(body, Sign(body, testSecret))
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("got %d, want 503 (the event cannot be stored)", code)
+	}
+	var line string
+	for l := range strings.Lines(e.logs.String()) {
+		if strings.Contains(l, "wa:") && strings.Contains(l, "max_payload") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, `"level":"ERROR"`) {
+		t.Errorf("no error log naming max_payload for the refused event; logs:\n%s", e.logs.String())
+	}
+}
+
 // §9: /metrics serves the registry; routes and codes are counted, unknown
 // paths under one label.
 func TestMetricsEndpoint(t *testing.T) {

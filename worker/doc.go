@@ -8,7 +8,9 @@
 //	decode         payload not an event        → dead letter, Term
 //	store.Begin    key done                    → Ack (handler not run)
 //	               lock held elsewhere         → Nak with delay
-//	               store unreachable           → Nak with delay (handler never runs without the lock)
+//	               store unreachable           → message held (InProgress) and Begin retried with
+//	                                             the BackOff steps until the store answers; the
+//	                                             handler never runs without the lock
 //	Handler        runs with the lock, its context carrying Run{Fence, Delivery};
 //	               every Heartbeat the lock is extended and JetStream told InProgress;
 //	               a lost lock cancels the handler's context
@@ -46,12 +48,13 @@
 // sent while no worker is connected is not seen, and the event stays in the
 // events stream for replay.
 //
-// Degraded modes: with the dedupe store unreachable the handler never runs;
-// messages are Nak'd with the BackOff schedule and dead-lettered once
-// MaxDeliver deliveries are spent, so an outage longer than the schedule
-// (about 19 minutes with the defaults) sends events to the dead-letter stream,
-// from which they can be replayed. A handler that panics is treated as a
-// retryable error.
+// Degraded modes: with the dedupe store unreachable the handler never runs.
+// A message whose Begin cannot reach the store is held, not Nak'd: the worker
+// tells JetStream it is in progress and tries Begin again after each BackOff
+// step (at most Heartbeat), so an outage, however long, spends none of the
+// event's deliveries and sends nothing to the dead-letter stream; once every
+// slot holds such a message the worker fetches no more. At shutdown a held
+// message is Nak'd. A handler that panics is treated as a retryable error.
 //
 // # Shutdown
 //

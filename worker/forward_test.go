@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -187,5 +189,52 @@ func TestForwardBadInputIsPermanent(t *testing.T) {
 	ev.Item = json.RawMessage(`{not json`)
 	if err := NewForward("http://127.0.0.1:1/", nil).Handle(context.Background(), ev); !IsPermanent(err) {
 		t.Errorf("unencodable event: %v, want permanent", err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use, for captured logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Many endpoints answer an error with the request they refused (validation
+// pages, debug handlers). The worker's logs must not carry that answer: it
+// holds the event, with the sender's phone number and the message text. The
+// dead letter may keep it (it holds the event anyway).
+func TestForwardErrorAnswerNotLogged(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = w.Write(body)
+	}))
+	defer srv.Close()
+	sc := testStreams()
+	e := newEnv(t, sc, "")
+	var logs lockedBuffer
+	e.start(Config{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))},
+		NewForward(srv.URL, nil))
+	ev := e.event()
+	e.publish(ev)
+	testenv.Eventually(t, wait, func() bool { return len(e.dlq()) == 1 }, "event not dead-lettered")
+	for _, leak := range []string{"15550000001", "secret body"} {
+		if strings.Contains(logs.String(), leak) {
+			t.Errorf("worker logs hold %q:\n%s", leak, logs.String())
+		}
+	}
+	if reason := e.dlq()[0].Header.Get(HeaderError); !strings.Contains(reason, "422") {
+		t.Errorf("dead letter's error %q lacks the status", reason)
 	}
 }

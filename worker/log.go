@@ -9,9 +9,9 @@ import (
 )
 
 // Log is a Handler that writes one structured line per event: its key,
-// provider, kind, type, status, account, the provider's id, the fencing
-// number and delivery, and the sender masked (1555****0001). It never writes
-// the message body or the raw item. It always succeeds.
+// provider, kind, type, status, account, the provider's id masked (MaskID),
+// the fencing number and delivery, and the sender masked (1555****0001). It
+// never writes the message body or the raw item. It always succeeds.
 //
 // The zero value logs to slog.Default() at level Info. Log is safe for
 // concurrent use.
@@ -39,7 +39,7 @@ func (l *Log) Handle(ctx context.Context, ev messages.Event) error {
 		slog.String("provider", ev.Provider),
 		slog.String("kind", string(ev.Kind)),
 		slog.String("account", ev.Account),
-		slog.String("id", ev.ID),
+		slog.String("id", MaskID(ev.ID)),
 		slog.String("from", MaskPhone(ev.From)),
 	}
 	if ev.Type != "" {
@@ -72,4 +72,26 @@ func MaskPhone(s string) string {
 	default:
 		return string(r[:4]) + "****" + string(r[n-4:])
 	}
+}
+
+// maskIDTail is how many characters of a long id MaskID keeps.
+const maskIDTail = 8
+
+// MaskID hides the part of a provider id that may hold a phone number, for
+// logs. A Cloud API wamid ("wamid.HBgLMTU1NTAw…") is base64 of a record that
+// starts with the counterpart's phone number, so an id of the form
+// <prefix>.<rest> with a rest of 16 characters or more keeps its prefix and
+// the last 8 characters of the rest ("wamid.…MDAwMwA="); a shorter rest
+// cannot hold a number and is kept. Any other id of 16 characters or more is
+// cut the same way; shorter ones are kept. Lengths count characters.
+func MaskID(id string) string {
+	prefix, rest := "", id
+	if i := strings.IndexByte(id, '.'); i > 0 && i < 16 {
+		prefix, rest = id[:i+1], id[i+1:]
+	}
+	r := []rune(rest)
+	if len(r) < 16 {
+		return id
+	}
+	return prefix + "…" + string(r[len(r)-maskIDTail:])
 }

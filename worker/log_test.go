@@ -66,3 +66,29 @@ func TestLogZeroValue(t *testing.T) {
 		t.Fatalf("zero Log: %v", err)
 	}
 }
+
+// A real wamid is base64 of a record that starts with the counterpart's
+// phone number ("HBgLMTU1NTAwMDAwMDEV…" holds 15550000001): logging it whole
+// logs the number. The Log handler masks it like the sender.
+func TestLogHandlerMasksWamid(t *testing.T) {
+	var buf bytes.Buffer
+	h := NewLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+	ev := sampleEvent()
+	ev.ID = "wamid.HBgLMTU1NTAwMDAwMDEVAgASGBRGQUtFMDAwMDAwMDAwMDAwMDAwMwA="
+	if err := h.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	line := buf.String()
+	for _, leak := range []string{ev.ID, "MTU1NTAwMDAwMDE", "HBgLMTU1"} {
+		if strings.Contains(line, leak) {
+			t.Errorf("log line holds %q: %s", leak, line)
+		}
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := rec["id"].(string); !strings.HasPrefix(id, "wamid.") || !strings.HasSuffix(id, "MDAwMwA=") {
+		t.Errorf("id = %q, want the wamid's prefix and tail for telling events apart", id)
+	}
+}

@@ -13,7 +13,7 @@ const (
 	outcomeDone        = "done"        // handler succeeded, key marked done, AckSync
 	outcomeDuplicate   = "duplicate"   // key already done: acked, handler not run
 	outcomeBusy        = "busy"        // another run holds the lock: Nak with delay
-	outcomeStoreError  = "store_error" // dedupe store unreachable: Nak with delay, handler not run (or not marked done)
+	outcomeStoreError  = "store_error" // dedupe store unreachable: one failed begin while the message is held (handler not run), or a run not marked done (Nak with delay)
 	outcomeRetry       = "retry"       // handler failed: Nak with backoff
 	outcomeLockLost    = "lock_lost"   // lock lost while running or at finish: Nak with delay
 	outcomeInterrupted = "interrupted" // cancelled by shutdown: lock released, Nak

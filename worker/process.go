@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -110,8 +111,8 @@ func verdict(a attempt, sc streams.Config) outcome {
 
 // process runs one delivery to its end: decode, begin, handler under the
 // lock with heartbeats, finish, then settle. hardCtx ends ShutdownTimeout
-// after Run's context.
-func (w *Worker) process(hardCtx context.Context, m jetstream.Msg) {
+// after Run's context; stop is closed when Run's context is.
+func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstream.Msg) {
 	meta, err := m.Metadata()
 	if err != nil {
 		// Not a JetStream delivery: nothing can acknowledge it.
@@ -135,19 +136,15 @@ func (w *Worker) process(hardCtx context.Context, m jetstream.Msg) {
 		slog.Uint64("delivery", meta.NumDelivered),
 	)
 	if a.decodeErr == nil {
-		a = w.run(traceContext(hardCtx, m.Headers()), m, ev, a, log)
+		a = w.run(traceContext(hardCtx, m.Headers()), stop, m, ev, a, log)
 	}
-	w.settle(m, meta, verdict(a, w.cfg.Streams), log)
+	w.settle(m, meta, verdict(a, w.cfg.Streams), logReason(a), log)
 }
 
 // run takes the event's lock and runs the handler under it, keeping the lock
 // and the message alive, then marks the key done or releases the lock.
-func (w *Worker) run(hardCtx context.Context, m inProgresser, ev messages.Event, a attempt, log *slog.Logger) attempt {
-	taken := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	lease, err := w.store.Begin(ctx, ev.Key, dedupe.BeginOptions{TTL: w.cfg.LockTTL, Force: a.force})
-	cancel()
-	w.metrics.lockWait.Observe(time.Since(taken).Seconds())
+func (w *Worker) run(hardCtx context.Context, stop <-chan struct{}, m inProgresser, ev messages.Event, a attempt, log *slog.Logger) attempt {
+	lease, taken, err := w.begin(stop, m, ev.Key, a.force, log)
 	if err != nil {
 		a.beginErr = err
 		return a
@@ -189,6 +186,46 @@ func (w *Worker) run(hardCtx context.Context, m inProgresser, ev messages.Event,
 	}
 	w.unlock(lease, log)
 	return a
+}
+
+// begin takes the event's lock. While the dedupe store is unreachable it
+// holds the message rather than Nak it: it tells JetStream the message is in
+// progress and tries again after the BackOff step of each failed attempt
+// (at most Heartbeat), so that an outage of the store spends none of the
+// event's deliveries (design G5: the event waits) and, with every slot
+// holding such a message, the worker stops fetching. It gives up, returning
+// the store's error, when stop is closed (shutdown) or the message can no
+// longer be kept (InProgress failed). taken is when the returned lease's
+// Begin was sent.
+func (w *Worker) begin(stop <-chan struct{}, m inProgresser, key string, force bool, log *slog.Logger) (lease dedupe.Lease, taken time.Time, err error) {
+	// Each attempt ends well inside AckWait, counted from the last InProgress.
+	timeout := min(opTimeout, w.cfg.Heartbeat)
+	for failed := uint64(1); ; failed++ {
+		taken = time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		lease, err = w.store.Begin(ctx, key, dedupe.BeginOptions{TTL: w.cfg.LockTTL, Force: force})
+		cancel()
+		w.metrics.lockWait.Observe(time.Since(taken).Seconds())
+		if err == nil || errors.Is(err, dedupe.ErrDone) || errors.Is(err, dedupe.ErrBusy) || errors.Is(err, dedupe.ErrInvalidKey) {
+			return lease, taken, err
+		}
+		w.metrics.processed.WithLabelValues(outcomeStoreError).Inc()
+		delay := min(w.cfg.Streams.Delay(failed), w.cfg.Heartbeat)
+		log.Warn("worker: dedupe store unreachable; holding the event until it answers",
+			slog.Uint64("attempt", failed), slog.Duration("retry_in", delay), slog.Any("error", err))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+			return lease, taken, err
+		}
+		if ierr := m.InProgress(); ierr != nil {
+			w.metrics.heartbeatErrors.WithLabelValues("in_progress").Inc()
+			log.Warn("worker: in-progress signal failed while holding the event", slog.Any("error", ierr))
+			return lease, taken, err
+		}
+	}
 }
 
 // finishRetryWait is the pause between two attempts of finish.
@@ -265,10 +302,33 @@ func (w *Worker) observeHandler(d time.Duration, err error) {
 	w.metrics.handlerDuration.WithLabelValues(result).Observe(d.Seconds())
 }
 
+// logReason returns what replaces, in the logs, the text of a's handler
+// error inside an outcome's reason: the text without the body of a
+// *StatusError, which may echo the event (phone numbers, message text). It
+// returns nil when there is nothing to hide.
+func logReason(a attempt) func(string) string {
+	var se *StatusError
+	if a.handlerErr == nil || !errors.As(a.handlerErr, &se) || se.Body == "" {
+		return nil
+	}
+	full := se.Error()
+	short := (&StatusError{StatusCode: se.StatusCode}).Error() + " (answer body in the dead letter or at debug level)"
+	return func(reason string) string { return strings.ReplaceAll(reason, full, short) }
+}
+
 // settle carries out o on m: AckSync, NakWithDelay, or dead letter then
 // Term. A dead letter that cannot be published is Nak'd with delay instead:
-// Term only ever follows the dead letter's PubAck.
-func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome, log *slog.Logger) {
+// Term only ever follows the dead letter's PubAck. hide, when not nil,
+// rewrites o.reason for the logs (see logReason); the dead letter keeps it
+// whole.
+func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome, hide func(string) string, log *slog.Logger) {
+	logged := o.reason
+	if hide != nil {
+		logged = hide(o.reason)
+		if logged != o.reason {
+			log.Debug("worker: handler error in full", slog.String("reason", o.reason))
+		}
+	}
 	switch o.action {
 	case actAck:
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -290,7 +350,7 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 			level = slog.LevelInfo
 		}
 		log.Log(context.Background(), level, "worker: nak; will retry", slog.String("outcome", o.label),
-			slog.Duration("delay", o.delay), slog.String("reason", o.reason))
+			slog.Duration("delay", o.delay), slog.String("reason", logged))
 		w.nak(m, o.delay, log)
 	case actDeadLetter:
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -307,12 +367,12 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 		if err != nil {
 			delay := w.cfg.Streams.Delay(meta.NumDelivered)
 			log.Error("worker: dead-letter publish failed; will retry",
-				slog.String("reason", o.reason), slog.Duration("delay", delay), slog.Any("error", err))
+				slog.String("reason", logged), slog.Duration("delay", delay), slog.Any("error", err))
 			w.nak(m, delay, log)
 			o.label = outcomeDLQError
 			break
 		}
-		log.Error("worker: dead-lettered", slog.String("cause", o.cause), slog.String("reason", o.reason))
+		log.Error("worker: dead-lettered", slog.String("cause", o.cause), slog.String("reason", logged))
 		if err := m.Term(); err != nil {
 			// Redelivered later; the dead letter's Nats-Msg-Id dedupes a second one.
 			w.metrics.ackErrors.WithLabelValues("term").Inc()

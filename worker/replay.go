@@ -89,7 +89,9 @@ func (w *Worker) Replay(ctx context.Context, ev messages.Event, opts ReplayOptio
 		return Replayed{}, fmt.Errorf("worker: replay: %w: event without a key", dedupe.ErrInvalidKey)
 	}
 	log := w.log.With(slog.String("key", ev.Key), slog.Bool("replay", true), slog.Bool("force", opts.Force))
-	a := w.run(ctx, noProgress{}, ev, attempt{force: opts.Force}, log)
+	// A replay does not hold an event while the store is unreachable: the
+	// closed stop channel makes the first failed Begin final.
+	a := w.run(ctx, closedStop, noProgress{}, ev, attempt{force: opts.Force}, log)
 	o := verdict(a, w.cfg.Streams)
 	r := Replayed{Outcome: Outcome(o.label), Fence: a.fence}
 	if o.action == actDeadLetter {
@@ -108,3 +110,10 @@ func (w *Worker) Replay(ctx context.Context, ev messages.Event, opts ReplayOptio
 		slog.Int64("fence", r.Fence), slog.String("reason", o.reason))
 	return r, fmt.Errorf("worker: replay %s: %s: %w", ev.Key, r.Outcome, err)
 }
+
+// closedStop is a closed channel: a run given it never waits for the store.
+var closedStop = func() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()

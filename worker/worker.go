@@ -270,7 +270,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			inflight.Go(func() {
 				defer release(1)
 				defer w.metrics.inFlight.Dec()
-				w.process(hardCtx, m)
+				w.process(hardCtx, ctx.Done(), m)
 			})
 		}
 		cancel()

@@ -225,6 +225,45 @@ func TestRedisDownDelays(t *testing.T) {
 	}
 }
 
+// G5 with the delivery budget of a real deployment: a dedupe store outage
+// longer than the whole BackOff schedule is not the event's fault. The event
+// waits for the store (README: "Redis down at the worker: the event waits")
+// instead of spending its deliveries on Naks and landing in the dead-letter
+// stream without ever having run.
+func TestRedisOutageDoesNotSpendDeliveries(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	sc := testStreams()
+	sc.MaxDeliver = 3
+	sc.BackOff = []time.Duration{50 * time.Millisecond}
+	e := newEnv(t, sc, rs.URL())
+	var ran atomic.Int32
+	r := e.start(Config{}, HandlerFunc(func(context.Context, messages.Event) error {
+		ran.Add(1)
+		return nil
+	}))
+	rs.Stop()
+	ev := e.event()
+	e.publish(ev)
+
+	// Long enough for MaxDeliver deliveries with their BackOff, and the
+	// pulls between them.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && len(e.dlq()) == 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := ran.Load(); n != 0 {
+		t.Fatalf("handler ran %d times without the lock", n)
+	}
+	rs.Start()
+	testenv.Eventually(t, wait, func() bool { return ran.Load() == 1 && e.settled() }, "event not processed after Redis came back")
+	if n := len(e.dlq()); n != 0 {
+		t.Errorf("%d dead letters for an event that never failed (outcomes: dead_letter %v)", n, r.outcomes(outcomeDeadLetter))
+	}
+	if rec := e.record(ev.Key); rec.State != dedupe.Done {
+		t.Errorf("state %v, want done", rec.State)
+	}
+}
+
 // H: shutdown lets in-flight handlers finish within ShutdownTimeout.
 func TestShutdownFinishesInFlight(t *testing.T) {
 	e := newEnv(t, testStreams(), "")

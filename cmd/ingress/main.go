@@ -64,6 +64,7 @@ func run(ctx context.Context) error {
 		VerifyToken:     cfg.MetaVerifyToken,
 		Insecure:        cfg.InsecureNoSecret,
 		BodyLimit:       cfg.BodyLimit,
+		BodyMemory:      cfg.BodyMemory,
 		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
 		PublishTimeout:  cfg.PublishTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,

@@ -73,7 +73,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 
 	natsURL := cfg.NATSURL
 	if _, set := os.LookupEnv("WAGATE_NATS_URL"); !set {
-		ns, err := startEmbeddedNATS(filepath.Join(cfg.DataDir, "nats"))
+		ns, err := startEmbeddedNATS(filepath.Join(cfg.DataDir, "nats"), embeddedMaxPayload(cfg.BodyLimit))
 		if err != nil {
 			return err
 		}
@@ -105,13 +105,15 @@ func runDev(ctx context.Context, out io.Writer) error {
 	reg := prometheus.NewRegistry()
 	srv, err := ingest.New(ingest.Config{
 		Addr:            cfg.HTTPAddr,
-		AppSecrets:      []string{secrets.AppSecret},
+		AppSecrets:      devAppSecrets(cfg, secrets),
 		WASenderSecrets: cfg.WASenderSecretList(),
 		WAHAKeys:        cfg.WAHAKeyList(),
 		VerifyToken:     secrets.VerifyToken,
 		BodyLimit:       cfg.BodyLimit,
+		BodyMemory:      cfg.BodyMemory,
 		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
 		PublishTimeout:  cfg.PublishTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout,
 		Streams:         connect.Streams(cfg),
 		Logger:          log,
 		Registerer:      reg,
@@ -124,11 +126,12 @@ func runDev(ctx context.Context, out io.Writer) error {
 		h = worker.NewForward(cfg.ForwardURL, &http.Client{Timeout: cfg.ForwardTimeout})
 	}
 	w, err := worker.New(worker.Config{
-		Streams:     connect.Streams(cfg),
-		Concurrency: cfg.WorkerConcurrency,
-		LockTTL:     cfg.LockTTL,
-		Logger:      log,
-		Registerer:  reg,
+		Streams:         connect.Streams(cfg),
+		Concurrency:     cfg.WorkerConcurrency,
+		LockTTL:         cfg.LockTTL,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          log,
+		Registerer:      reg,
 	}, js, store, h)
 	if err != nil {
 		return err
@@ -167,7 +170,7 @@ Stop with Ctrl-C.
 
 func describeStore(cfg config.Config) string {
 	if cfg.DedupeBackend == "redis" {
-		return "redis " + cfg.RedisURL
+		return "redis " + connect.RedactURL(cfg.RedisURL)
 	}
 	return "JetStream key-value bucket " + cfg.KVBucket
 }
@@ -187,9 +190,20 @@ func displayAddr(a net.Addr) string {
 	return tcp.String()
 }
 
+// embeddedMaxPayload is the embedded server's max_payload for a body limit:
+// room for the event of any body the ingress accepts (its item, the metadata
+// and contact it came with, and the event's own fields), so that no valid
+// webhook is answered 503 on every retry because its event cannot be stored.
+// At least NATS's default of 1 MB, at most 64 MB.
+func embeddedMaxPayload(bodyLimit int64) int32 {
+	const minPayload, maxPayload = 1 << 20, 64 << 20
+	return int32(min(max(2*bodyLimit+64<<10, minPayload), maxPayload))
+}
+
 // startEmbeddedNATS starts a NATS server with JetStream storing under dir, on
-// loopback port 4223 when free, else on any free port.
-func startEmbeddedNATS(dir string) (*server.Server, error) {
+// loopback port 4223 when free, else on any free port, accepting messages of
+// up to maxPayload bytes.
+func startEmbeddedNATS(dir string, maxPayload int32) (*server.Server, error) {
 	port := 4223
 	if l, err := net.Listen("tcp", "127.0.0.1:4223"); err == nil {
 		_ = l.Close()
@@ -202,6 +216,7 @@ func startEmbeddedNATS(dir string) (*server.Server, error) {
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   dir,
+		MaxPayload: maxPayload,
 		NoLog:      true,
 		NoSigs:     true,
 	})
@@ -249,6 +264,16 @@ func loadDevSecrets(cfg config.Config) (devSecrets, error) {
 		s.VerifyToken = cfg.MetaVerifyToken
 	}
 	return s, nil
+}
+
+// devAppSecrets returns the App Secrets the dev ingress accepts: every one of
+// WAGATE_META_APP_SECRET when it is set (several during a rotation, as the
+// standalone ingress accepts them), else the one in s.
+func devAppSecrets(cfg config.Config, s devSecrets) []string {
+	if secs := cfg.Secrets(); len(secs) > 0 {
+		return secs
+	}
+	return []string{s.AppSecret}
 }
 
 func randomHex(n int) string {

@@ -70,7 +70,10 @@ func newKeyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "key <key | wamid>",
 		Short: "Show an event's dedupe state (absent, pending, accepted, done), fencing number and lock",
-		Long: `Show an event's dedupe state in the configured store (WAGATE_DEDUPE_BACKEND).
+		Long: `Show an event's dedupe state in the configured store (WAGATE_DEDUPE_BACKEND),
+and which store that is. It only reads: it never creates or updates a bucket.
+Against "wagate dev" (JetStream key-value on its embedded server) run it with
+WAGATE_DEDUPE_BACKEND=nats WAGATE_NATS_URL=<the nats URL wagate dev printed>.
 
 The argument is a dedupe key ("wa:" and 22 characters, as in the logs, the
 Idempotency-Key header and "wagate dlq list") or a Cloud API id. An id needs
@@ -99,6 +102,7 @@ whether a run holds the lock now.`,
 			defer o.close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
+			fmt.Fprintf(cmd.OutOrStdout(), "store    %s\n", o.storeName())
 			rec, err := o.store.Lookup(ctx, key)
 			if err != nil {
 				return fmt.Errorf("key: %w", err)

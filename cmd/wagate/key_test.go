@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -88,5 +94,60 @@ func TestKeyCommand(t *testing.T) {
 	_ = e.store.Unlock(e.ctx(), l)
 	if _, err := e.wagate("key", ev.ID, "--account", testAccount, "--kind", "status"); !errorContains(err, "needs --status") {
 		t.Errorf("status without --status: %v", err)
+	}
+}
+
+// `wagate key` only looks: run from an operator's shell whose WAGATE_*
+// variables differ from production's (here, the default 7-day horizon
+// against a 14-day one), it must not rewrite the live buckets, which would
+// shorten every key's dedupe horizon (G2) for the whole deployment.
+func TestKeyDoesNotRewriteTheBuckets(t *testing.T) {
+	n := testenv.StartNATS(t)
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const horizon = 14 * 24 * time.Hour
+	store, err := dedupe.NewKV(ctx, js, dedupe.KVOptions{Horizon: horizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := messages.KeyOf("cloud|message|100000000000001|wamid.KEY1")
+	if _, err := store.Claim(ctx, "test", []string{key}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("WAGATE_DEDUPE_BACKEND", "nats")
+	t.Setenv("WAGATE_NATS_URL", n.ClientURL())
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"key", key})
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		t.Fatalf("wagate key: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "pending") {
+		t.Errorf("wagate key output lacks the state:\n%s", out.String())
+	}
+	for _, bucket := range []string{dedupe.DefaultKVBucket, dedupe.DefaultKVBucket + "_lock"} {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL() != horizon {
+			t.Errorf("bucket %s: TTL %v after wagate key, want %v as production set it", bucket, st.TTL(), horizon)
+		}
 	}
 }

@@ -53,7 +53,7 @@ func openOps(ctx context.Context, name string, withStore bool) (*ops, error) {
 	o.nc, o.js = nc, js
 	o.stop = append(o.stop, nc.Close)
 	if withStore {
-		store, closeStore, err := connect.Store(cctx, cfg, js)
+		store, closeStore, err := connect.OpenStore(cctx, cfg, js)
 		if err != nil {
 			o.close()
 			return nil, err
@@ -62,6 +62,14 @@ func openOps(ctx context.Context, name string, withStore bool) (*ops, error) {
 		o.stop = append(o.stop, closeStore)
 	}
 	return o, nil
+}
+
+// storeName says which dedupe store o reads, for the operator.
+func (o *ops) storeName() string {
+	if o.cfg.DedupeBackend == "nats" {
+		return "JetStream key-value bucket " + o.cfg.KVBucket
+	}
+	return "redis " + connect.RedactURL(o.cfg.RedisURL)
 }
 
 // close releases what openOps opened, in reverse order.

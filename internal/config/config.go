@@ -32,6 +32,7 @@ type Config struct {
 	WAHAKeys         []string      `env:"WAHA_HMAC_KEY" envSeparator:","`   // WAHA webhook HMAC keys
 	InsecureNoSecret bool          `env:"INSECURE_NO_SIGNATURE" envDefault:"false"`
 	BodyLimit        int64         `env:"BODY_LIMIT" envDefault:"4194304"`
+	BodyMemory       int64         `env:"BODY_MEMORY" envDefault:"268435456"`
 	RedisPolicy      string        `env:"REDIS_POLICY" envDefault:"fail-open"` // fail-open | fail-closed
 	PublishTimeout   time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
@@ -139,6 +140,7 @@ func (c Config) Validate() error {
 	}
 	positive("DEDUPE_HORIZON", int64(c.DedupeHorizon))
 	positive("BODY_LIMIT", c.BodyLimit)
+	positive("BODY_MEMORY", c.BodyMemory)
 	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
 	positive("LOCK_TTL", int64(c.LockTTL))
 	positive("ACK_WAIT", int64(c.AckWait))

@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,15 +22,28 @@ import (
 )
 
 // Logger returns the structured logger the configuration asks for, writing
-// to stderr.
+// to stderr. go-redis's own log lines (dial failures) go through it too, at
+// level Warn, so that every line on stderr has the configured format.
 func Logger(c config.Config) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
+	var l *slog.Logger
 	if c.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		l = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	} else {
+		l = slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	redis.SetLogger(redisLogger{l})
+	return l
+}
+
+// redisLogger writes go-redis's log lines to a slog.Logger.
+type redisLogger struct{ l *slog.Logger }
+
+// Printf logs one go-redis line at level Warn.
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 // Redis returns a client for url (redis:// or rediss://). go-redis connects
@@ -48,6 +63,12 @@ func Redis(url string) (*redis.Client, error) {
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = time.Second
 	}
+	// A Redis that accepts connections but does not answer (stopped,
+	// swapping, behind a partition that drops packets) must not hold a
+	// claim past the caller's deadline (the ingress's StoreTimeout, the
+	// readiness probe's 2 s): apply context deadlines to the socket too,
+	// not only the client's own 3 s read and write timeouts.
+	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), nil
 }
 
@@ -79,7 +100,7 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 		select {
 		case <-ctx.Done():
 			nc.Close()
-			return nil, nil, fmt.Errorf("connect: nats %s: %w", url, ctx.Err())
+			return nil, nil, fmt.Errorf("connect: nats %s: %w", RedactURL(url), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -89,6 +110,30 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 		return nil, nil, fmt.Errorf("connect: jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// RedactURL returns the server URLs of s (a comma-separated list, as NATS
+// takes them) with every password, and every user name that stands alone
+// (a NATS token: nats://<token>@host), replaced by "xxxxx", for errors and
+// logs.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
+		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // Streams returns the stream configuration from c.
@@ -124,4 +169,19 @@ func Store(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe
 		}
 		return dedupe.NewRedis(rc, dedupe.RedisOptions{Horizon: c.DedupeHorizon}), func() { _ = rc.Close() }, nil
 	}
+}
+
+// OpenStore is Store for tools that inspect or act on a running deployment
+// (wagate key, replay, dlq): with the nats backend it opens the existing
+// buckets without creating or changing them (dedupe.OpenKV), so that a
+// shell's configuration never rewrites the live horizon or replicas.
+func OpenStore(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe.Store, func(), error) {
+	if c.DedupeBackend == "nats" {
+		kv, err := dedupe.OpenKV(ctx, js, dedupe.KVOptions{Bucket: c.KVBucket})
+		if err != nil {
+			return nil, nil, err
+		}
+		return kv, func() {}, nil
+	}
+	return Store(ctx, c, js)
 }
