@@ -40,9 +40,18 @@ type RedisOptions struct {
 // fencing number issued:
 //
 //	p:<owner>:<unix ms>   Pending: claimed by owner at that time
-//	a  or  a<fence>       Accepted ("a" after Claim and Accept; "a<fence>" once
-//	                      Begin has issued fencing number <fence>)
-//	d<fence>              Done (a forced Begin turns it back into a<fence+1>)
+//	1  or  <fence>1       Accepted ("1" after Claim and Accept; "<fence>1" once
+//	                      Begin has issued fencing number <fence>, e.g. "31")
+//	<fence>2              Done (e.g. "32"; a forced Begin turns it into
+//	                      <fence+1>1)
+//
+// Accepted and Done are one decimal integer, 10 × fence + 1 or + 2, because
+// Redis keeps an integer value below 10000 as a shared object: a retained
+// claim with a fencing number below 1000 then costs its key name, its entry
+// and its expiry, and no value of its own. (Redis shares no integers under a
+// maxmemory-policy of the LRU or LFU kind; evicting claims breaks
+// deduplication anyway, so use noeviction.) Values written before this
+// layout ("a", "a<fence>", "d<fence>") are still read.
 //
 // A run's lock is a second key with its own TTL, which exists only while the
 // run holds it; its value is the lease's token. Its name lies in the state

@@ -21,13 +21,36 @@ func redisPendingValue(owner string, now time.Time) string {
 // redisIsPending reports whether v is a pending value.
 func redisIsPending(v string) bool { return strings.HasPrefix(v, "p:") }
 
-// parseRedisValue reads a state value: its state and fencing number.
+// The last digit of an Accepted or Done value, which is one decimal integer:
+// 10 × the last fencing number issued + the digit.
+const (
+	redisAcceptedDigit = 1
+	redisDoneDigit     = 2
+)
+
+// parseRedisValue reads a state value: its state and fencing number. It also
+// reads the values written before states were integers: "a", "a<fence>" and
+// "d<fence>".
 func parseRedisValue(v string) (State, int64, error) {
 	if redisIsPending(v) {
 		return Pending, 0, nil
 	}
 	if v == "" {
 		return Absent, 0, fmt.Errorf("empty state value")
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		// The scripts read it as a Lua number: exact below 2^53.
+		n, err := strconv.ParseUint(v, 10, 53)
+		if err != nil {
+			return Absent, 0, fmt.Errorf("unknown state value %q", v)
+		}
+		switch n % 10 {
+		case redisAcceptedDigit:
+			return Accepted, int64(n / 10), nil
+		case redisDoneDigit:
+			return Done, int64(n / 10), nil
+		}
+		return Absent, 0, fmt.Errorf("unknown state value %q", v)
 	}
 	var s State
 	switch v[0] {

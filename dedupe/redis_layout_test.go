@@ -42,6 +42,20 @@ func TestParseRedisValue(t *testing.T) {
 	}{
 		{"p:ingress-1:1700000000000", Pending, 0, true},
 		{"p:", Pending, 0, true},
+		{"1", Accepted, 0, true},
+		{"11", Accepted, 1, true},
+		{"2", Done, 0, true},
+		{"32", Done, 3, true},
+		{"99992", Done, 9999, true},
+		{"9007199254740991", Accepted, 900719925474099, true},
+		{"9007199254740992", Absent, 0, false}, // 2^53: beyond the scripts' numbers
+		{"0", Absent, 0, false},
+		{"10", Absent, 0, false},
+		{"13", Absent, 0, false},
+		{"1a", Absent, 0, false},
+		{"-11", Absent, 0, false},
+		{"99999999999999999991", Absent, 0, false},
+		// Written before states were integers.
 		{"a", Accepted, 0, true},
 		{"a1", Accepted, 1, true},
 		{"a9007199254740991", Accepted, 9007199254740991, true},

@@ -11,13 +11,21 @@ import (
 // (KEYS[1]) and, where it needs it, its lock key (KEYS[2]); both lie in one
 // Cluster slot (see names). Each runs atomically on the server.
 
-// luaParse reads a state value (see redis_layout.go): it returns the mark
+// luaParse reads a state value as parseRedisValue does: it returns the mark
 // ('p', 'a' or 'd') and the fencing number, 'absent' and 0 for no value, or
-// nil for a value that is not a state.
+// nil for a value that is not a state. Accepted and Done are the integer
+// 10 × fence + 1 or 2; "a<fence>" and "d<fence>" were written before.
 const luaParse = `
 local function parse(v)
   if not v then return 'absent', 0 end
   if string.sub(v, 1, 2) == 'p:' then return 'p', 0 end
+  if string.match(v, '^%d+$') then
+    local n = tonumber(v)
+    local d = n % 10
+    if d == 1 then return 'a', (n - d) / 10 end
+    if d == 2 then return 'd', (n - d) / 10 end
+    return nil, 0
+  end
   local m, n = string.match(v, '^([ad])(%d*)$')
   if not m then return nil, 0 end
   return m, tonumber(n) or 0
@@ -31,11 +39,11 @@ local function setstate(k, v, horizon)
 end
 `
 
-// scriptAccept: KEYS[1] state; ARGV[1] pending token. Sets "a" keeping the
-// TTL where the state is still the token. Returns 1 if set, else 0.
+// scriptAccept: KEYS[1] state; ARGV[1] pending token. Sets Accepted ("1")
+// keeping the TTL where the state is still the token. Returns 1 if set, else 0.
 var scriptAccept = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], 'a', 'KEEPTTL')
+  redis.call('SET', KEYS[1], '1', 'KEEPTTL')
   return 1
 end
 return 0
@@ -59,15 +67,15 @@ const (
 // scriptBegin: KEYS[1] state, KEYS[2] lock; ARGV[1] lock token, ARGV[2] lock
 // TTL in ms, ARGV[3] "1" to force over done, ARGV[4] horizon in ms.
 // Returns redisBeginDone, redisBeginBusy, or the new fencing number after writing
-// "a<fence>" (keeping the state's TTL, or the horizon if it had none) and
-// the lock.
+// Accepted with it ("<fence>1", keeping the state's TTL, or the horizon if it
+// had none) and the lock.
 var scriptBegin = redis.NewScript(luaParse + `
 local m, fence = parse(redis.call('GET', KEYS[1]))
 if not m then return redis.error_reply('ERR dedupe: state key holds no dedupe state') end
 if m == 'd' and ARGV[3] ~= '1' then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 fence = fence + 1
-setstate(KEYS[1], string.format('a%d', fence), ARGV[4])
+setstate(KEYS[1], string.format('%d', fence * 10 + 1), ARGV[4])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return fence
 `)
@@ -83,14 +91,15 @@ return 0
 
 // scriptFinish: KEYS[1] state, KEYS[2] lock; ARGV[1] lock token, ARGV[2] the
 // lease's fencing number, ARGV[3] horizon in ms. Where the lock still holds
-// the token, writes "d<fence>" (keeping the state's TTL, or the horizon if it
-// had none) and deletes the lock. Returns 1 if done, else 0.
+// the token, writes Done with the fence ("<fence>2", keeping the state's TTL,
+// or the horizon if it had none) and deletes the lock. Returns 1 if done,
+// else 0.
 var scriptFinish = redis.NewScript(luaParse + `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local m, fence = parse(redis.call('GET', KEYS[1]))
 local own = tonumber(ARGV[2])
 if not m or fence < own then fence = own end
-setstate(KEYS[1], string.format('d%d', fence), ARGV[3])
+setstate(KEYS[1], string.format('%d', fence * 10 + 2), ARGV[3])
 redis.call('DEL', KEYS[2])
 return 1
 `)

@@ -93,8 +93,8 @@ func TestRedisClusterSlots(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Begin(%q, prefix %q): %v", tc.key, tc.prefix, err)
 		}
-		if got, _ := c.Get(ctx, tc.state).Result(); got != "a1" {
-			t.Errorf("state %q = %q, want a1", tc.state, got)
+		if got, _ := c.Get(ctx, tc.state).Result(); got != "11" {
+			t.Errorf("state %q = %q, want 11 (accepted, fence 1)", tc.state, got)
 		}
 		if got, _ := c.Get(ctx, tc.lock).Result(); got != l.Token {
 			t.Errorf("lock %q = %q, want the token %q", tc.lock, got, l.Token)
@@ -322,13 +322,13 @@ func TestRedisLayout(t *testing.T) {
 	if err := s.Accept(ctx, claims); err != nil {
 		t.Fatal(err)
 	}
-	check("accept", "a", "<absent>")
+	check("accept", "1", "<absent>")
 
 	l, err := s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	check("begin", "a1", l.Token)
+	check("begin", "11", l.Token)
 	if d := pttl(lockName); d <= 0 || d > time.Minute {
 		t.Fatalf("lock TTL %v, want in (0, 1m]", d)
 	}
@@ -341,27 +341,27 @@ func TestRedisLayout(t *testing.T) {
 	if err := s.Unlock(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	check("unlock", "a1", "<absent>")
+	check("unlock", "11", "<absent>")
 
 	if l, err = s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	check("begin again", "a2", l.Token)
+	check("begin again", "21", l.Token)
 	if err := s.Finish(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	check("finish", "d2", "<absent>")
+	check("finish", "22", "<absent>")
 
 	if l, err = s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute, Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	check("forced begin", "a3", l.Token)
+	check("forced begin", "31", l.Token)
 	r, err := s.Lookup(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Raw != "a3" || r.State != dedupe.Accepted || r.Fence != 3 || !r.Locked || r.TTL <= 0 || r.TTL > horizon {
-		t.Fatalf("Lookup = %+v, want raw a3, accepted, fence 3, locked, TTL in (0, %v]", r, horizon)
+	if r.Raw != "31" || r.State != dedupe.Accepted || r.Fence != 3 || !r.Locked || r.TTL <= 0 || r.TTL > horizon {
+		t.Fatalf("Lookup = %+v, want raw 31, accepted, fence 3, locked, TTL in (0, %v]", r, horizon)
 	}
 
 	// A state without TTL gets the horizon from Begin and from Finish.
@@ -371,22 +371,29 @@ func TestRedisLayout(t *testing.T) {
 	if err := s.Finish(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	check("finish without TTL", "d3", "<absent>")
+	check("finish without TTL", "32", "<absent>")
+	// "a7" and "d5" are values written before states were integers.
 	if err := c.Set(ctx, key, "a7", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if l, err = s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute}); err != nil || l.Fence != 8 {
 		t.Fatalf("Begin over a7 without TTL: %+v, %v; want fence 8", l, err)
 	}
-	check("begin without TTL", "a8", l.Token)
+	check("begin without TTL", "81", l.Token)
+	if err := c.Set(ctx, key, "d5", redis.KeepTTL).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute}); !errors.Is(err, dedupe.ErrDone) {
+		t.Fatalf("Begin over d5: %v, want ErrDone", err)
+	}
 
 	// Begin on an absent key creates its state with the horizon.
 	fresh := messages.KeyOf("layout-fresh|" + time.Now().String())
 	if _, err := s.Begin(ctx, fresh, dedupe.BeginOptions{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if got, d := get(fresh), pttl(fresh); got != "a1" || d <= 0 || d > horizon {
-		t.Fatalf("Begin on absent: state %q TTL %v, want a1 with TTL in (0, %v]", got, d, horizon)
+	if got, d := get(fresh), pttl(fresh); got != "11" || d <= 0 || d > horizon {
+		t.Fatalf("Begin on absent: state %q TTL %v, want 11 with TTL in (0, %v]", got, d, horizon)
 	}
 
 	// The prefix is in front of both names.

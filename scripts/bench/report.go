@@ -1,0 +1,286 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Results is everything one run measured; it is written as latest.json.
+type Results struct {
+	Date     string    `json:"date"`
+	Command  string    `json:"command"`
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	Ingress  []Ingress `json:"ingress"`
+	Worker   *Worker   `json:"worker,omitempty"`
+	Memory   *Memory   `json:"memory,omitempty"`
+	Targets  []Target  `json:"targets"`
+}
+
+// Machine describes where the figures come from.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	CPU      string `json:"cpu"`
+	MemoryMB int64  `json:"memory_mb"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+	Redis    string `json:"redis"`
+	NATS     string `json:"nats_server"`
+	// BusyBefore is the machine's use by other processes in the second
+	// before the run, in cores: figures taken on a busy machine are low.
+	BusyBefore float64 `json:"busy_before_cores"`
+}
+
+// Settings are the run's flags.
+type Settings struct {
+	Concurrency   int     `json:"concurrency"`
+	StepSeconds   float64 `json:"step_seconds"`
+	PeakSeconds   float64 `json:"peak_seconds"`
+	BatchSize     int     `json:"batch_size"`
+	DuplicatePct  float64 `json:"duplicate_pct"`
+	WorkerEvents  int     `json:"worker_events"`
+	MemoryClaims  int     `json:"memory_claims"`
+	EndToEndShare float64 `json:"end_to_end_load_pct"`
+}
+
+// Ingress is the ingress's outcome for one body shape.
+type Ingress struct {
+	Name          string `json:"name"`
+	EventsPerBody int    `json:"events_per_body"`
+	// Peak is the closed loop of Settings.Concurrency requests in flight;
+	// Steps are open loops at 25, 50, 75 and 100 % of its rate.
+	Peak  Step   `json:"peak"`
+	Steps []Step `json:"steps"`
+	// Floor is the bare claim and publish loop with the same concurrency;
+	// Echo is an echo handler that answers 200, under the same load as Peak.
+	Floor Floor `json:"floor"`
+	Echo  Step  `json:"echo"`
+	// FloorRatio is Peak events/s over Floor events/s; EchoRatio is Peak
+	// requests/s over Echo requests/s.
+	FloorRatio float64 `json:"floor_ratio"`
+	EchoRatio  float64 `json:"echo_ratio"`
+	// PeakRSS is the ingress's VmHWM after its 100 % step, in bytes.
+	PeakRSS int64 `json:"peak_rss_bytes"`
+}
+
+// Worker compares the worker with a bare consumer.
+type Worker struct {
+	Worker   Consume  `json:"worker"`
+	Bare     Consume  `json:"bare_consumer"`
+	Ratio    float64  `json:"ratio"`
+	EndToEnd EndToEnd `json:"end_to_end"`
+}
+
+// Target is one goal of the benchmark and whether this run met it.
+type Target struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Goal  string  `json:"goal"`
+	Met   bool    `json:"met"`
+}
+
+// evaluate fills r.Targets.
+func (r *Results) evaluate() {
+	r.Targets = nil
+	for _, in := range r.Ingress {
+		r.Targets = append(r.Targets, Target{
+			Name: "ingress " + in.Name + ": events/s over the bare loop's", Value: in.FloorRatio,
+			Goal: "≥ 0.5", Met: in.FloorRatio >= 0.5,
+		})
+		for _, s := range in.Steps {
+			if s.LoadPct == 50 {
+				r.Targets = append(r.Targets, Target{
+					Name: "ingress " + in.Name + ": p99 ack at 50% of peak (ms)", Value: s.Latency.P99,
+					Goal: "≤ 5", Met: s.OK > 0 && s.Latency.P99 <= 5,
+				})
+			}
+		}
+	}
+	if r.Worker != nil {
+		r.Targets = append(r.Targets, Target{
+			Name: "worker: events/s over the bare consumer's", Value: r.Worker.Ratio,
+			Goal: "≥ 0.5", Met: r.Worker.Ratio >= 0.5,
+		})
+	}
+	if r.Memory != nil {
+		r.Targets = append(r.Targets, Target{
+			Name: "redis: bytes per claim over the naive layout's", Value: r.Memory.Ratio,
+			Goal: "≤ 0.5", Met: r.Memory.Ratio > 0 && r.Memory.Ratio <= 0.5,
+		})
+	}
+}
+
+// write saves latest.json in dir, and latest.svg when the ingress was
+// measured.
+func (r *Results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if len(r.Ingress) == 0 {
+		return nil
+	}
+	return r.plot(filepath.Join(dir, "latest.svg"))
+}
+
+// plot draws the ack latency percentiles of every step against the offered
+// load, one line per body shape and percentile, on a log scale.
+func (r *Results) plot(path string) error {
+	p := plot.New()
+	var peaks []string
+	for _, in := range r.Ingress {
+		peaks = append(peaks, fmt.Sprintf("%s %.0f req/s", in.Name, in.Peak.RPS))
+	}
+	p.Title.Text = fmt.Sprintf("wagate ingress: ack latency vs offered load (%d CPUs; peak with %d in flight: %s)",
+		r.Machine.CPUs, r.Settings.Concurrency, strings.Join(peaks, ", "))
+	p.X.Label.Text = "offered load (% of peak)"
+	p.X.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 25, Label: "25"}, {Value: 50, Label: "50"}, {Value: 75, Label: "75"}, {Value: 100, Label: "100"}})
+	p.Y.Label.Text = "ack latency (ms, log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.X.Min, p.X.Max = 20, 105
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+
+	colors := []color.Color{
+		color.RGBA{R: 31, G: 119, B: 180, A: 255},
+		color.RGBA{R: 214, G: 39, B: 40, A: 255},
+	}
+	dashes := [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}}
+	lines, top := 0, 0.0
+	for i, in := range r.Ingress {
+		for j, q := range []struct {
+			name string
+			get  func(Percentiles) float64
+		}{
+			{"p50", func(p Percentiles) float64 { return p.P50 }},
+			{"p99", func(p Percentiles) float64 { return p.P99 }},
+			{"p99.9", func(p Percentiles) float64 { return p.P999 }},
+		} {
+			var pts plotter.XYs
+			for _, s := range in.Steps {
+				if v := q.get(s.Latency); v > 0 {
+					pts = append(pts, plotter.XY{X: s.LoadPct, Y: v})
+					top = max(top, v)
+				}
+			}
+			if len(pts) == 0 {
+				continue
+			}
+			l, sc, err := plotter.NewLinePoints(pts)
+			if err != nil {
+				return err
+			}
+			l.Color, sc.Color = colors[i%len(colors)], colors[i%len(colors)]
+			l.Dashes = dashes[j]
+			l.Width = vg.Points(1.5)
+			sc.Shape = draw.CircleGlyph{}
+			p.Add(l, sc)
+			lines++
+			p.Legend.Add(in.Name+" "+q.name, l, sc)
+		}
+	}
+	if lines == 0 {
+		return fmt.Errorf("plot: no latency to draw")
+	}
+	p.Y.Max = top * 20 // room for the legend above the lines
+	target := plotter.NewFunction(func(float64) float64 { return 5 })
+	target.Color = color.Gray{Y: 96}
+	target.Dashes = []vg.Length{vg.Points(1), vg.Points(3)}
+	p.Add(target)
+	p.Legend.Add("5 ms: p99 target at 50%", target)
+	return p.Save(9*vg.Inch, 5.5*vg.Inch, path)
+}
+
+// print writes the readable table of r to w.
+func (r *Results) print(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "\nwagate benchmark, %s\n", r.Date)
+	fmt.Fprintf(w, "machine: %d × %s, %d MB, Linux %s; %s; Redis %s; nats-server %s\n",
+		m.CPUs, m.CPU, m.MemoryMB, m.Kernel, m.Go, m.Redis, m.NATS)
+	fmt.Fprintf(w, "command: %s\n", r.Command)
+	if m.BusyBefore >= 0.2 {
+		fmt.Fprintf(w, "WARNING: other processes used %.2f cores just before the run; the figures are low\n", m.BusyBefore)
+	}
+	fmt.Fprintf(w, "load: %d requests in flight at peak, %.0f%% of bodies re-sent, %.0fs per step\n",
+		r.Settings.Concurrency, r.Settings.DuplicatePct, r.Settings.StepSeconds)
+	fmt.Fprintf(w, "other cores: processors used by processes outside the benchmark during a step (figures are low when it is not 0)\n")
+
+	for _, in := range r.Ingress {
+		fmt.Fprintf(w, "\nINGRESS, %s (%d event(s) per body)\n", in.Name, in.EventsPerBody)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "load\toffered req/s\treq/s\tevents/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tdup %\t200s\tother cores\t")
+		row := func(name string, s Step) {
+			offered := "closed"
+			if s.OfferedRPS > 0 {
+				offered = fmt.Sprintf("%.0f", s.OfferedRPS)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d/%d\t%.2f\t\n", name, offered,
+				s.RPS, s.EventsPerS, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.DuplicatePct, s.OK, s.Requests, s.CPU.Other())
+		}
+		row(fmt.Sprintf("peak (%d in flight)", in.Peak.Workers), in.Peak)
+		for _, s := range in.Steps {
+			row(fmt.Sprintf("%.0f%%", s.LoadPct), s)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "cores used at peak: %s\n", in.Peak.CPU)
+		fmt.Fprintf(w, "CPU per event at peak: %s; bare loop: %s\n",
+			in.Peak.CPU.perEventString(in.Peak.OK*in.EventsPerBody), in.Floor.CPU.perEventString(in.Floor.Events))
+		fmt.Fprintf(w, "floor, bare claim+publish loop (%d goroutines, no HTTP): %.0f events/s (p50 %.2f ms, p99 %.2f ms per body)\n",
+			in.Floor.Workers, in.Floor.EventsPerS, in.Floor.Latency.P50, in.Floor.Latency.P99)
+		fmt.Fprintf(w, "floor, echo handler answering 200 (%d in flight): %.0f req/s (p50 %.2f ms, p99 %.2f ms)\n",
+			in.Echo.Workers, in.Echo.RPS, in.Echo.Latency.P50, in.Echo.Latency.P99)
+		fmt.Fprintf(w, "cores used by the bare loop: %s\ncores used by the echo run: %s\n", in.Floor.CPU, in.Echo.CPU)
+		fmt.Fprintf(w, "ingress / bare loop: %.2f (events/s)   ingress / echo: %.2f (req/s)   ingress peak RSS: %.1f MiB\n",
+			in.FloorRatio, in.EchoRatio, float64(in.PeakRSS)/(1<<20))
+	}
+
+	if wk := r.Worker; wk != nil {
+		fmt.Fprintf(w, "\nWORKER (%d in flight)\n", wk.Worker.Concurrency)
+		fmt.Fprintf(w, "no-op handler (lock, done mark, AckSync): %.0f events/s over %d events\n", wk.Worker.EventsPerS, wk.Worker.Events)
+		fmt.Fprintf(w, "bare consumer (AckSync only):              %.0f events/s over %d events\n", wk.Bare.EventsPerS, wk.Bare.Events)
+		fmt.Fprintf(w, "worker / bare consumer: %.2f\n", wk.Ratio)
+		fmt.Fprintf(w, "cores used: worker run %s; bare consumer run %s\n", wk.Worker.CPU, wk.Bare.CPU)
+		fmt.Fprintf(w, "CPU per event: worker %s; bare consumer %s\n",
+			wk.Worker.CPU.perEventString(wk.Worker.Events), wk.Bare.CPU.perEventString(wk.Bare.Events))
+		e := wk.EndToEnd
+		fmt.Fprintf(w, "end to end at %d req/s (%d events handled): request → handler start p50 %.2f ms, p99 %.2f ms; ingress receipt → handler start p50 %.2f ms, p99 %.2f ms\n",
+			e.RPS, e.Handled, e.FromRequest.P50, e.FromRequest.P99, e.FromReceipt.P50, e.FromReceipt.P99)
+	}
+
+	if mem := r.Memory; mem != nil {
+		fmt.Fprintf(w, "\nREDIS MEMORY (%d claims, default 168h horizon, used_memory delta)\n", mem.Claims)
+		fmt.Fprintf(w, "wagate (dedupe.Redis, Claim + Accept): %.1f bytes/claim   e.g. %s = %q\n", mem.Wagate, mem.SampleKey, mem.SampleValue)
+		fmt.Fprintf(w, "naive (whatsapp:msg:<%d-char wamid> = processed, EX 604800): %.1f bytes/claim\n", mem.WamidLen, mem.Naive)
+		fmt.Fprintf(w, "wagate / naive: %.2f\n", mem.Ratio)
+	}
+
+	fmt.Fprintf(w, "\nTARGETS\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range r.Targets {
+		verdict := "met"
+		if !t.Met {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\n", t.Name, t.Value, t.Goal, verdict)
+	}
+	tw.Flush()
+}
