@@ -161,11 +161,16 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		}
 	}
 	if len(stored) > 0 {
-		if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Accept(ctx, stored) }); err != nil {
-			// The keys stay pending; a retry republishes them and JetStream
-			// drops the copy within its duplicate window.
-			log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
-		}
+		// The accepted mark is not on the ack path (G4: the answer waits for
+		// the claim and the publish only). Were it lost, the keys would stay
+		// pending: a retry publishes them again with the same Nats-Msg-Id,
+		// which JetStream drops within its duplicate window, and a worker's
+		// done mark ends the rest.
+		s.marks.Go(func() {
+			if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Accept(ctx, stored) }); err != nil {
+				log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
+			}
+		})
 	}
 	if failed > 0 {
 		log.Warn("ingest: request refused: events not stored", "failed", failed, "events", len(events))

@@ -681,3 +681,33 @@ func TestAnswerCounts(t *testing.T) {
 		t.Errorf("unsigned: %d %s (%v), want 401 with error \"invalid signature\"", code, text, err)
 	}
 }
+
+// G4: the answer waits for the claim and the publish only. The accepted mark
+// is written after it: with Accept held, the POST is still answered 200 (the
+// event stored, the key pending), and the mark lands once Accept runs.
+func TestAnswerDoesNotWaitForAccept(t *testing.T) {
+	e := newEnv(t, Config{})
+	gate := make(chan struct{})
+	e.store.acceptGate = gate
+	body := textBody("wamid.NO_WAIT_ACCEPT", "hi")
+	ev := parse(t, body)[0]
+	e.postSigned(body, http.StatusOK)
+	if n := len(e.stored()); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if r, err := e.store.Lookup(ctx, ev.Key); err != nil || r.State != dedupe.Pending {
+		t.Fatalf("while Accept is held: state %v err %v, want pending", r.State, err)
+	}
+	// A retry now sees the pending claim, publishes again (dropped by
+	// JetStream as a duplicate) and is answered 200.
+	e.postSigned(body, http.StatusOK)
+	if n := len(e.stored()); n != 1 {
+		t.Fatalf("after the retry the stream holds %d messages, want 1", n)
+	}
+	close(gate)
+	if s := e.state(ev.Key); s != dedupe.Accepted {
+		t.Fatalf("after Accept ran: state %v, want accepted", s)
+	}
+}

@@ -45,7 +45,10 @@
 // → a duplicate, answered 200 and not published. An item that appears twice in
 // one body is claimed and published once. Publishes of one request go out
 // concurrently (at most 256 at a time) and all of them share one
-// Config.PublishTimeout.
+// Config.PublishTimeout. The stored events' claims are moved from pending to
+// accepted after the answer, off the ack path (G4); a mark that never lands
+// leaves the key pending, which the next delivery publishes again and
+// JetStream drops. Serve waits for these marks before it returns.
 //
 // # Degraded modes (design G5)
 //

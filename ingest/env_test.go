@@ -196,6 +196,7 @@ func (e *env) storedKeys() map[string]int {
 // state returns the dedupe state of key.
 func (e *env) state(key string) dedupe.State {
 	e.t.Helper()
+	e.srv.marks.Wait() // accepted marks are written after the answer
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	r, err := e.store.Lookup(ctx, key)
@@ -265,6 +266,19 @@ type countingStore struct {
 	dedupe.Store
 	claims atomic.Int64
 	keys   atomic.Int64
+	// acceptGate, when set, holds every Accept until it is closed.
+	acceptGate chan struct{}
+}
+
+func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error {
+	if s.acceptGate != nil {
+		select {
+		case <-s.acceptGate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.Store.Accept(ctx, claims)
 }
 
 func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {

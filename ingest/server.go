@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -256,6 +257,10 @@ type Server struct {
 	owner    string              // Config.Owner plus a per-process nonce
 	seq      atomic.Uint64       // per-request suffix of owner
 	draining atomic.Bool         // set when Run's context is cancelled
+
+	// marks are the Accept calls still running after their request was
+	// answered; Serve waits for them before it returns.
+	marks sync.WaitGroup
 }
 
 // New builds a Server from cfg that claims with store and publishes with js.
@@ -407,6 +412,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = fmt.Errorf("ingest: serve: %w", serr)
 	}
+	s.marks.Wait() // each bounded by Config.StoreTimeout
 	if err == nil {
 		s.log.Info("ingest: stopped")
 	}
