@@ -24,5 +24,18 @@ fuzz:
 run: build
 	$(BIN)/wagate dev
 
+# Throughput, latency and memory against the machine's floor (about 3 minutes);
+# results in scripts/bench/results/. Needs redis-server on PATH.
+.PHONY: bench
+bench:
+	$(GO) run ./scripts/bench $(BENCHFLAGS)
+
+# The fault-injection suite with long traffic (about 5 minutes): kill -9,
+# Redis and NATS restarts, a NATS cluster, slow and scaled processes; prints
+# the ledger table. A short subset runs in make test. Needs redis-server.
+.PHONY: chaos
+chaos:
+	$(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./scripts/chaos -chaos.long
+
 clean:
 	rm -rf $(BIN) .wagate

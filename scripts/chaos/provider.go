@@ -1,0 +1,374 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/wagate/wagate/messages"
+)
+
+// Provider simulates Meta's webhook delivery
+// (https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks): it signs
+// every POST with X-Hub-Signature-256 over the exact body, treats any answer
+// other than 200, and any answer slower than Timeout, as a failure, and
+// retries the same body with exponential backoff until it is answered 200 or
+// Deadline passes. It records every answer.
+//
+// Traffic mixes new bodies with deliberate duplicates: a body sent again
+// byte for byte, and new bodies that carry events already sent (as Meta does
+// when it batches a retried item with new ones), some with one item twice.
+type Provider struct {
+	// URLs are the ingress webhook URLs; each attempt picks one at random,
+	// as a load balancer would.
+	URLs []string
+	// Secret is the App Secret the bodies are signed with.
+	Secret string
+	// Timeout bounds one attempt. Default 2 s.
+	Timeout time.Duration
+	// Deadline bounds the retries of one body. Default 90 s.
+	Deadline time.Duration
+	// DupShare is the share of posts that carry events sent before
+	// (half exact re-sends, half overlapping bodies). Default 0.3.
+	DupShare float64
+
+	pool   *eventPool
+	client *http.Client
+	mu     sync.Mutex
+	bodies []*Body
+	wg     sync.WaitGroup
+}
+
+// Body is one webhook body and everything it was answered.
+type Body struct {
+	Data     []byte    // the exact bytes posted and signed
+	Keys     []string  // distinct event keys, as messages.Parse reads them
+	Events   int       // events in the body, repeats included
+	Attempts []Attempt // every POST of it, in order
+	OK       bool      // answered 200 at least once
+}
+
+// Attempt is one POST of a body.
+type Attempt struct {
+	Start    time.Time     // when it was sent
+	Duration time.Duration // until the answer, or the failure
+	Code     int           // HTTP status; 0 when no whole answer came
+	Err      string        // transport error or timeout
+	Timeout  bool          // the provider gave up after its Timeout
+	Answer   Counts        // the JSON answer of a 200
+}
+
+// Counts is the ingress's JSON answer to a webhook (ingest.Answer).
+type Counts struct {
+	Events     int `json:"events"`
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+}
+
+// NewProvider returns a provider whose events carry ids unique to tag.
+func NewProvider(urls []string, secret, tag string) *Provider {
+	p := &Provider{URLs: urls, Secret: secret, pool: newEventPool(tag)}
+	p.client = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
+	}}
+	return p
+}
+
+func (p *Provider) defaults() {
+	if p.Timeout == 0 {
+		p.Timeout = 2 * time.Second
+	}
+	if p.Deadline == 0 {
+		p.Deadline = 90 * time.Second
+	}
+	if p.DupShare == 0 {
+		p.DupShare = 0.3
+	}
+}
+
+// Run starts rate × d new bodies, paced evenly over d (when it falls
+// behind, the late ones go at once, so that every scenario sends the same
+// volume), each delivered on its own goroutine and retried until 200 or
+// Deadline; then it returns. Wait waits for the deliveries.
+func (p *Provider) Run(ctx context.Context, rate float64, d time.Duration) {
+	p.defaults()
+	total := int(rate * d.Seconds())
+	start := time.Now()
+	for i := range total {
+		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		b := p.nextBody()
+		p.wg.Go(func() { p.deliver(ctx, b) })
+	}
+}
+
+// Wait waits for every delivery started by Run.
+func (p *Provider) Wait() { p.wg.Wait() }
+
+// Bodies returns every body sent so far; their records are complete once
+// Wait has returned.
+func (p *Provider) Bodies() []*Body {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Body(nil), p.bodies...)
+}
+
+// Err returns the first event or body the provider made that messages.Parse
+// did not read as expected: a defect of the suite, not of wagate.
+func (p *Provider) Err() error {
+	p.pool.mu.Lock()
+	defer p.pool.mu.Unlock()
+	return p.pool.err
+}
+
+// Items returns each event key's item JSON, as the provider sent it.
+func (p *Provider) Items() map[string][]byte { return p.pool.itemsByKey() }
+
+// nextBody makes the next body: new events, or a duplicate.
+func (p *Provider) nextBody() *Body {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b *Body
+	r := rand.Float64()
+	switch {
+	case len(p.bodies) > 0 && r < p.DupShare/2:
+		// The same body again, byte for byte.
+		old := p.bodies[rand.IntN(len(p.bodies))]
+		b = &Body{Data: old.Data, Keys: old.Keys, Events: old.Events}
+	case len(p.bodies) > 0 && r < p.DupShare:
+		// Events sent before, with a new one.
+		evs := []*poolEvent{p.pool.old(), p.pool.old(), p.pool.fresh()}
+		b = p.pool.body(evs)
+	default:
+		evs := make([]*poolEvent, 1+rand.IntN(3))
+		for i := range evs {
+			evs[i] = p.pool.fresh()
+		}
+		if rand.IntN(20) == 0 {
+			evs = append(evs, evs[0]) // one item twice in one body
+		}
+		b = p.pool.body(evs)
+	}
+	p.bodies = append(p.bodies, b)
+	return b
+}
+
+// deliver posts b until it is answered 200 or Deadline passes.
+func (p *Provider) deliver(ctx context.Context, b *Body) {
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     50 * time.Millisecond,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         time.Second,
+	}
+	_, _ = backoff.Retry(ctx, func() (struct{}, error) {
+		a := p.post(ctx, b.Data)
+		p.mu.Lock()
+		b.Attempts = append(b.Attempts, a)
+		if a.Code == http.StatusOK {
+			b.OK = true
+		}
+		p.mu.Unlock()
+		if a.Code != http.StatusOK {
+			return struct{}{}, fmt.Errorf("code %d: %s", a.Code, a.Err)
+		}
+		return struct{}{}, nil
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(p.Deadline))
+}
+
+// post sends one attempt.
+func (p *Provider) post(ctx context.Context, data []byte) Attempt {
+	a := Attempt{Start: time.Now()}
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	url := p.URLs[rand.IntN(len(p.URLs))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	if err != nil {
+		a.Err = err.Error()
+		return a
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature-256", Sign(p.Secret, data))
+	resp, err := p.client.Do(req)
+	if err == nil {
+		var body []byte
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			a.Code = resp.StatusCode
+			if a.Code == http.StatusOK {
+				if jerr := json.Unmarshal(body, &a.Answer); jerr != nil {
+					a.Err = "answer: " + jerr.Error()
+				}
+			}
+		}
+	}
+	a.Duration = time.Since(a.Start)
+	if err != nil {
+		a.Code = 0 // an answer cut short is no answer
+		a.Err = err.Error()
+		a.Timeout = errors.Is(err, context.DeadlineExceeded)
+	}
+	return a
+}
+
+// Sign returns the X-Hub-Signature-256 value of body under secret.
+func Sign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// eventPool makes unique events and remembers them.
+type eventPool struct {
+	tag    string
+	mu     sync.Mutex
+	events []*poolEvent
+	err    error // the first event or body that did not parse
+}
+
+// fail records err if it is the first. ep.mu must be held.
+func (ep *eventPool) fail(err error) {
+	if ep.err == nil {
+		ep.err = err
+	}
+}
+
+// poolEvent is one event: an inbound text message or a status, on one of a
+// few accounts.
+type poolEvent struct {
+	account string // phone_number_id
+	field   string // "messages" or "statuses"
+	item    []byte
+	key     string
+}
+
+func newEventPool(tag string) *eventPool { return &eventPool{tag: tag} }
+
+// fresh makes a new event.
+func (ep *eventPool) fresh() *poolEvent {
+	ep.mu.Lock()
+	n := len(ep.events)
+	ep.mu.Unlock()
+	ev := &poolEvent{account: fmt.Sprintf("10000000000000%d", n%3)}
+	wamid := fmt.Sprintf("wamid.CHAOS-%s-%06d", ep.tag, n)
+	if n%4 == 3 {
+		ev.field = "statuses"
+		ev.item = fmt.Appendf(nil, `{"id":%q,"status":"delivered","timestamp":"1750000001","recipient_id":"15550000001"}`, wamid)
+	} else {
+		ev.field = "messages"
+		ev.item = fmt.Appendf(nil, `{"from":"15550000001","id":%q,"timestamp":"1750000000","type":"text","text":{"body":"chaos %d"}}`, wamid, n)
+	}
+	evs, err := messages.Parse(envelope([]*poolEvent{ev}), time.Now())
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if err != nil || len(evs) != 1 {
+		ep.fail(fmt.Errorf("pool event %s does not parse to one event: %d events, %v", ev.item, len(evs), err))
+		return ev
+	}
+	ev.key = evs[0].Key
+	ep.events = append(ep.events, ev)
+	return ev
+}
+
+// old returns an event made before (a fresh one if there is none).
+func (ep *eventPool) old() *poolEvent {
+	ep.mu.Lock()
+	n := len(ep.events)
+	var ev *poolEvent
+	if n > 0 {
+		ev = ep.events[rand.IntN(n)]
+	}
+	ep.mu.Unlock()
+	if ev == nil {
+		return ep.fresh()
+	}
+	return ev
+}
+
+// body makes a body of evs and reads its keys back with messages.Parse, as
+// the ingress will.
+func (ep *eventPool) body(evs []*poolEvent) *Body {
+	data := envelope(evs)
+	parsed, err := messages.Parse(data, time.Now())
+	if err != nil {
+		ep.mu.Lock()
+		ep.fail(fmt.Errorf("body does not parse: %v\n%s", err, data))
+		ep.mu.Unlock()
+	}
+	b := &Body{Data: data, Events: len(parsed)}
+	seen := map[string]bool{}
+	for _, e := range parsed {
+		if !seen[e.Key] {
+			seen[e.Key] = true
+			b.Keys = append(b.Keys, e.Key)
+		}
+	}
+	return b
+}
+
+func (ep *eventPool) itemsByKey() map[string][]byte {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	m := make(map[string][]byte, len(ep.events))
+	for _, ev := range ep.events {
+		m[ev.key] = ev.item
+	}
+	return m
+}
+
+// envelope wraps evs in a Cloud API webhook: one entry, one change per
+// account, messages with their contact.
+func envelope(evs []*poolEvent) []byte {
+	type group struct{ msgs, statuses []string }
+	var order []string
+	groups := map[string]*group{}
+	for _, ev := range evs {
+		g := groups[ev.account]
+		if g == nil {
+			g = &group{}
+			groups[ev.account] = g
+			order = append(order, ev.account)
+		}
+		if ev.field == "statuses" {
+			g.statuses = append(g.statuses, string(ev.item))
+		} else {
+			g.msgs = append(g.msgs, string(ev.item))
+		}
+	}
+	var changes []string
+	for _, acct := range order {
+		g := groups[acct]
+		v := fmt.Sprintf(`"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000000","phone_number_id":%q}`, acct)
+		if len(g.msgs) > 0 {
+			v += `,"contacts":[{"profile":{"name":"Chaos"},"wa_id":"15550000001"}],"messages":[` + strings.Join(g.msgs, ",") + `]`
+		}
+		if len(g.statuses) > 0 {
+			v += `,"statuses":[` + strings.Join(g.statuses, ",") + `]`
+		}
+		changes = append(changes, `{"value":{`+v+`},"field":"messages"}`)
+	}
+	return []byte(`{"object":"whatsapp_business_account","entry":[{"id":"200000000000001","changes":[` + strings.Join(changes, ",") + `]}]}`)
+}
