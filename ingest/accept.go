@@ -29,12 +29,13 @@ const (
 type Answer struct {
 	// Events is the number of events in the body.
 	Events int `json:"events"`
-	// Accepted counts the events stored by this request (published, or
-	// republished over a pending claim, or published without a claim under
-	// FailOpen).
+	// Accepted counts the events this request added to the stream
+	// (published, or republished over a pending claim, or published without
+	// a claim under FailOpen, and not dropped by JetStream as a duplicate).
 	Accepted int `json:"accepted"`
-	// Duplicates counts the events already stored by an earlier delivery (or
-	// repeated within the body); they were not published again.
+	// Duplicates counts the events an earlier delivery had already stored:
+	// found accepted or done at the claim, repeated within the body, or
+	// published again and dropped by JetStream's duplicate window.
 	Duplicates int `json:"duplicates"`
 	// Error says why the request was refused; empty on 200.
 	Error string `json:"error,omitempty"`
@@ -137,7 +138,11 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 			}
 			continue
 		}
-		ans.Accepted++
+		if r.ack.Duplicate {
+			ans.Duplicates++
+		} else {
+			ans.Accepted++
+		}
 		attrs := append(eventAttrs(ev), "seq", r.ack.Sequence, "stream_duplicate", r.ack.Duplicate)
 		switch {
 		case bypass:
@@ -166,7 +171,9 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		// pending: a retry publishes them again with the same Nats-Msg-Id,
 		// which JetStream drops within its duplicate window, and a worker's
 		// done mark ends the rest.
+		s.marking.Add(1)
 		s.marks.Go(func() {
+			defer s.marking.Add(-1)
 			if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Accept(ctx, stored) }); err != nil {
 				log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
 			}

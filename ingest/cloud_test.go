@@ -691,7 +691,28 @@ func TestAnswerDoesNotWaitForAccept(t *testing.T) {
 	e.store.acceptGate = gate
 	body := textBody("wamid.NO_WAIT_ACCEPT", "hi")
 	ev := parse(t, body)[0]
-	e.postSigned(body, http.StatusOK)
+	// Not e.post: it waits for the marks, which the gate holds.
+	post := func() (int, Answer) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, e.http.URL+pathCloud, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(HeaderSignature, Sign(body, testSecret))
+		resp, err := e.http.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ans Answer
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, ans
+	}
+	if code, ans := post(); code != http.StatusOK || ans != (Answer{Events: 1, Accepted: 1}) {
+		t.Fatalf("first delivery: %d %+v, want 200 with 1 accepted", code, ans)
+	}
 	if n := len(e.stored()); n != 1 {
 		t.Fatalf("stream holds %d messages, want 1", n)
 	}
@@ -700,9 +721,11 @@ func TestAnswerDoesNotWaitForAccept(t *testing.T) {
 	if r, err := e.store.Lookup(ctx, ev.Key); err != nil || r.State != dedupe.Pending {
 		t.Fatalf("while Accept is held: state %v err %v, want pending", r.State, err)
 	}
-	// A retry now sees the pending claim, publishes again (dropped by
-	// JetStream as a duplicate) and is answered 200.
-	e.postSigned(body, http.StatusOK)
+	// A retry now sees the pending claim, publishes again, which JetStream
+	// drops as a duplicate, and is answered 200 with the event a duplicate.
+	if code, ans := post(); code != http.StatusOK || ans != (Answer{Events: 1, Duplicates: 1}) {
+		t.Fatalf("retry while pending: %d %+v, want 200 with 1 duplicate", code, ans)
+	}
 	if n := len(e.stored()); n != 1 {
 		t.Fatalf("after the retry the stream holds %d messages, want 1", n)
 	}

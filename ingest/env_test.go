@@ -123,8 +123,18 @@ func (e *env) get(path string) (int, string) {
 	return e.do(req)
 }
 
+// waitMarks waits until no accepted mark is being written.
+func (e *env) waitMarks() {
+	e.t.Helper()
+	testenv.Eventually(e.t, wait, func() bool { return e.srv.marking.Load() == 0 }, "accepted marks still being written")
+}
+
+// do sends req and returns the status code and the answer's body, once the
+// accepted marks the request started have landed: tests deliver one after
+// another, as a provider's retry does, seconds later.
 func (e *env) do(req *http.Request) (int, string) {
 	e.t.Helper()
+	defer e.waitMarks()
 	resp, err := e.http.Client().Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
@@ -196,7 +206,7 @@ func (e *env) storedKeys() map[string]int {
 // state returns the dedupe state of key.
 func (e *env) state(key string) dedupe.State {
 	e.t.Helper()
-	e.srv.marks.Wait() // accepted marks are written after the answer
+	e.waitMarks() // accepted marks are written after the answer
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	r, err := e.store.Lookup(ctx, key)

@@ -259,8 +259,10 @@ type Server struct {
 	draining atomic.Bool         // set when Run's context is cancelled
 
 	// marks are the Accept calls still running after their request was
-	// answered; Serve waits for them before it returns.
-	marks sync.WaitGroup
+	// answered; Serve waits for them before it returns. marking counts them
+	// too, for callers that cannot Wait while requests still come in.
+	marks   sync.WaitGroup
+	marking atomic.Int64
 }
 
 // New builds a Server from cfg that claims with store and publishes with js.
