@@ -2,10 +2,8 @@ package chaos
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/wagate/wagate/ingest"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -54,6 +53,7 @@ type Provider struct {
 
 // Body is one webhook body and everything it was answered.
 type Body struct {
+	Provider string    // messages.ProviderCloud, ProviderWASender or ProviderWAHA
 	Data     []byte    // the exact bytes posted and signed
 	Keys     []string  // distinct event keys, as messages.Parse reads them
 	Events   int       // events in the body, repeats included
@@ -156,11 +156,14 @@ func (p *Provider) nextBody() *Body {
 	case len(p.bodies) > 0 && r < p.DupShare/2:
 		// The same body again, byte for byte.
 		old := p.bodies[rand.IntN(len(p.bodies))]
-		b = &Body{Data: old.Data, Keys: old.Keys, Events: old.Events}
+		b = &Body{Provider: old.Provider, Data: old.Data, Keys: old.Keys, Events: old.Events}
 	case len(p.bodies) > 0 && r < p.DupShare:
 		// Events sent before, with a new one.
 		evs := []*poolEvent{p.pool.old(), p.pool.old(), p.pool.fresh()}
 		b = p.pool.body(evs)
+	case r < p.DupShare+(1-p.DupShare)/3:
+		// A gateway's message (mixed traffic from every provider).
+		b = p.pool.gatewayBody()
 	default:
 		evs := make([]*poolEvent, 1+rand.IntN(3))
 		for i := range evs {
@@ -184,7 +187,7 @@ func (p *Provider) deliver(ctx context.Context, b *Body) {
 		MaxInterval:         time.Second,
 	}
 	_, _ = backoff.Retry(ctx, func() (struct{}, error) {
-		a := p.post(ctx, b.Data)
+		a := p.post(ctx, b)
 		p.mu.Lock()
 		b.Attempts = append(b.Attempts, a)
 		if a.Code == http.StatusOK {
@@ -198,19 +201,28 @@ func (p *Provider) deliver(ctx context.Context, b *Body) {
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(p.Deadline))
 }
 
-// post sends one attempt.
-func (p *Provider) post(ctx context.Context, data []byte) Attempt {
+// post sends one attempt of b, signed as its provider signs, to its
+// provider's route.
+func (p *Provider) post(ctx context.Context, b *Body) Attempt {
+	data := b.Data
 	a := Attempt{Start: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	url := p.URLs[rand.IntN(len(p.URLs))]
+	if b.Provider != "" && b.Provider != messages.ProviderCloud {
+		url = strings.TrimSuffix(url, ingest.Route(messages.ProviderCloud)) + ingest.Route(b.Provider)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
 		a.Err = err.Error()
 		return a
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Hub-Signature-256", Sign(p.Secret, data))
+	provider := cmp.Or(b.Provider, messages.ProviderCloud)
+	if err := ingest.SignRequest(req.Header, provider, data, p.Secret); err != nil {
+		a.Err = err.Error()
+		return a
+	}
 	resp, err := p.client.Do(req)
 	if err == nil {
 		var body []byte
@@ -234,19 +246,13 @@ func (p *Provider) post(ctx context.Context, data []byte) Attempt {
 	return a
 }
 
-// Sign returns the X-Hub-Signature-256 value of body under secret.
-func Sign(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
 // eventPool makes unique events and remembers them.
 type eventPool struct {
-	tag    string
-	mu     sync.Mutex
-	events []*poolEvent
-	err    error // the first event or body that did not parse
+	tag     string
+	mu      sync.Mutex
+	events  []*poolEvent // Cloud API events, which bodies may combine
+	gateway []*poolEvent // gateway events, each in a body of its own
+	err     error        // the first event or body that did not parse
 }
 
 // fail records err if it is the first. ep.mu must be held.
@@ -332,11 +338,41 @@ func (ep *eventPool) body(evs []*poolEvent) *Body {
 func (ep *eventPool) itemsByKey() map[string][]byte {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	m := make(map[string][]byte, len(ep.events))
+	m := make(map[string][]byte, len(ep.events)+len(ep.gateway))
 	for _, ev := range ep.events {
 		m[ev.key] = ev.item
 	}
+	for _, ev := range ep.gateway {
+		m[ev.key] = ev.item
+	}
 	return m
+}
+
+// gatewayBody makes a body holding one new inbound message from a gateway,
+// WASenderApi or WAHA in turn, and reads its key and item back with the
+// provider's parser, as the ingress will.
+func (ep *eventPool) gatewayBody() *Body {
+	ep.mu.Lock()
+	n := len(ep.gateway)
+	ep.mu.Unlock()
+	provider, data := messages.ProviderWASender, fmt.Appendf(nil,
+		`{"event":"messages.upsert","sessionId":"chaos-session","timestamp":1750000000,"data":{"messages":[{"key":{"id":"CHAOSWS%s%06d","fromMe":false,"remoteJid":"15550000001@s.whatsapp.net","cleanedSenderPn":"15550000001"},"messageBody":"chaos %d","message":{"conversation":"chaos %d"}}]}}`,
+		ep.tag, n, n, n)
+	if n%2 == 1 {
+		provider, data = messages.ProviderWAHA, fmt.Appendf(nil,
+			`{"id":"evt_chaos_%s_%06d","timestamp":1750000000000,"session":"default","event":"message","payload":{"id":"false_15550000001@c.us_CHAOSWAHA%s%06d","timestamp":1750000000,"from":"15550000001@c.us","fromMe":false,"body":"chaos %d"}}`,
+			ep.tag, n, ep.tag, n, n)
+	}
+	parse, _ := messages.Parser(provider)
+	evs, err := parse(data, time.Now())
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if err != nil || len(evs) != 1 {
+		ep.fail(fmt.Errorf("%s body does not parse to one event: %d events, %v\n%s", provider, len(evs), err, data))
+		return &Body{Provider: provider, Data: data}
+	}
+	ep.gateway = append(ep.gateway, &poolEvent{key: evs[0].Key, item: evs[0].Item})
+	return &Body{Provider: provider, Data: data, Events: 1, Keys: []string{evs[0].Key}}
 }
 
 // envelope wraps evs in a Cloud API webhook: one entry, one change per

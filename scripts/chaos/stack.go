@@ -217,6 +217,8 @@ func (s *Stack) newIngress(i int) *Proc {
 		Env: append(s.common(),
 			"WAGATE_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
 			"WAGATE_META_APP_SECRET="+Secret,
+			"WAGATE_WASENDER_SECRET="+Secret,
+			"WAGATE_WAHA_HMAC_KEY="+Secret,
 			"WAGATE_REDIS_POLICY="+s.Cfg.Policy,
 			"WAGATE_FAILPOINTS="+s.Cfg.IngressFailpoints,
 		),
