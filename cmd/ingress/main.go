@@ -10,13 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wagate/wagate/ingest"
-	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
 )
 
@@ -30,32 +25,13 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	cfg, err := config.Load()
+	svc, err := connect.Open(ctx, "wagate-ingress")
 	if err != nil {
 		return err
 	}
-	log := connect.Logger(cfg)
-	stopTracing, err := connect.Tracing(ctx, cfg, "wagate-ingress", log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
+	defer svc.Close()
+	cfg, log := svc.Config, svc.Log
 
-	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	nc, js, err := connect.NATS(connectCtx, cfg.NATSURL, "wagate-ingress", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, closeStore, err := connect.Store(connectCtx, cfg, js)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := ingest.New(ingest.Config{
 		Addr:            cfg.HTTPAddr,
 		AppSecrets:      cfg.Secrets(),
@@ -70,8 +46,8 @@ func run(ctx context.Context) error {
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Streams:         connect.Streams(cfg),
 		Logger:          log,
-		Registerer:      reg,
-	}, store, js)
+		Registerer:      svc.Registry,
+	}, svc.Store, svc.JS)
 	if err != nil {
 		return err
 	}

@@ -16,11 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
 	"github.com/wagate/wagate/worker"
 )
@@ -35,29 +33,12 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	cfg, err := config.Load()
+	svc, err := connect.Open(ctx, "wagate-worker")
 	if err != nil {
 		return err
 	}
-	log := connect.Logger(cfg)
-	stopTracing, err := connect.Tracing(ctx, cfg, "wagate-worker", log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
-
-	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	nc, js, err := connect.NATS(connectCtx, cfg.NATSURL, "wagate-worker", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store, closeStore, err := connect.Store(connectCtx, cfg, js)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
+	defer svc.Close()
+	cfg, log := svc.Config, svc.Log
 
 	var h worker.Handler
 	switch cfg.Handler {
@@ -67,23 +48,21 @@ func run(ctx context.Context) error {
 		h = worker.NewLog(log)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := worker.New(worker.Config{
 		Streams:         connect.Streams(cfg),
 		Concurrency:     cfg.WorkerConcurrency,
 		LockTTL:         cfg.LockTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
-		Registerer:      reg,
-	}, js, store, h)
+		Registerer:      svc.Registry,
+	}, svc.JS, svc.Store, h)
 	if err != nil {
 		return err
 	}
 
 	httpSrv := &http.Server{
 		Addr:              cfg.WorkerHTTPAddr,
-		Handler:           probes(reg, nc, store),
+		Handler:           probes(svc.Registry, svc.NC, svc.Store),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	httpErr := make(chan error, 1)
