@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wagate/wagate/messages"
 )
 
 // Tracing: each webhook request runs in an OpenTelemetry server span
@@ -29,20 +31,6 @@ const tracerName = "github.com/wagate/wagate/ingest"
 // propagator writes and reads the W3C trace context, whatever global
 // propagator the program set.
 var propagator = propagation.TraceContext{}
-
-// headerCarrier adapts a NATS header to the propagator. NATS header names are
-// case-sensitive: the names are used as the propagator writes them.
-type headerCarrier nats.Header
-
-func (h headerCarrier) Get(key string) string { return nats.Header(h).Get(key) }
-func (h headerCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
-func (h headerCarrier) Keys() []string {
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	return keys
-}
 
 // trace is the middleware that runs each webhook request in a server span,
 // the child of the request's own traceparent header when it has one.
@@ -98,7 +86,7 @@ func tracePublish(next PublishFunc) PublishFunc {
 		if msg.Header == nil {
 			msg.Header = nats.Header{}
 		}
-		propagator.Inject(ctx, headerCarrier(msg.Header))
+		propagator.Inject(ctx, messages.HeaderCarrier(msg.Header))
 		ack, err := next(ctx, msg)
 		switch {
 		case err != nil:

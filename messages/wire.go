@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Header names carried by every stream message besides Nats-Msg-Id (= Key).
@@ -14,6 +16,28 @@ const (
 	HeaderKind       = "Wagate-Kind"
 	HeaderReceivedAt = "Wagate-Received-At" // RFC 3339 with nanoseconds
 )
+
+// HeaderCarrier adapts a stream message's NATS header to OpenTelemetry's
+// TextMapCarrier (Get, Set, Keys), so that the W3C trace context
+// (traceparent, tracestate) travels with each event from the ingress to the
+// handler. NATS header names are case-sensitive: names are kept exactly as
+// the propagator writes them.
+type HeaderCarrier nats.Header
+
+// Get returns the first value of key.
+func (h HeaderCarrier) Get(key string) string { return nats.Header(h).Get(key) }
+
+// Set sets key to value.
+func (h HeaderCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+
+// Keys returns the header names.
+func (h HeaderCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
 
 // SubjectPrefix starts every event subject.
 const SubjectPrefix = "wagate.events"

@@ -28,28 +28,13 @@ const tracerName = "github.com/wagate/wagate/worker"
 // program set.
 var propagator = propagation.TraceContext{}
 
-// headerCarrier adapts a NATS header to the propagator. NATS header names are
-// case-sensitive: the names are used as the propagator writes them
-// (traceparent, tracestate).
-type headerCarrier nats.Header
-
-func (h headerCarrier) Get(key string) string { return nats.Header(h).Get(key) }
-func (h headerCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
-func (h headerCarrier) Keys() []string {
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
 // traceContext returns ctx carrying the remote trace context found in h, if
 // any. ctx's deadline and cancellation are kept.
 func traceContext(ctx context.Context, h nats.Header) context.Context {
 	if len(h) == 0 {
 		return ctx
 	}
-	return propagator.Extract(ctx, headerCarrier(h))
+	return propagator.Extract(ctx, messages.HeaderCarrier(h))
 }
 
 // startHandlerSpan starts the span of one handler run, a child of the trace
