@@ -621,16 +621,7 @@ func (k *KV) Lookup(ctx context.Context, key string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("dedupe: lookup: %w", err)
 	}
-	var state, lock kvEntry
-	err = kvEach(2, func(i int) error {
-		var err error
-		if i == 0 {
-			state, err = kvGet(ctx, k.states, name)
-		} else {
-			lock, err = kvGet(ctx, k.locks, name)
-		}
-		return err
-	})
+	state, lock, err := k.readBoth(ctx, name)
 	if err != nil {
 		return Record{}, fmt.Errorf("dedupe: lookup %s: %w", key, err)
 	}
@@ -654,4 +645,19 @@ func (k *KV) Ping(ctx context.Context) error {
 		return fmt.Errorf("dedupe: ping: %w", err)
 	}
 	return nil
+}
+
+// readBoth reads the state and the lock entries of name concurrently (one
+// round trip, not atomically).
+func (k *KV) readBoth(ctx context.Context, name string) (state, lock kvEntry, err error) {
+	err = kvEach(2, func(i int) error {
+		var err error
+		if i == 0 {
+			state, err = kvGet(ctx, k.states, name)
+		} else {
+			lock, err = kvGet(ctx, k.locks, name)
+		}
+		return err
+	})
+	return state, lock, err
 }

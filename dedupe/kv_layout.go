@@ -64,23 +64,7 @@ func parseKVValue(v string) (State, int64, error) {
 	if v == "" {
 		return Absent, 0, fmt.Errorf("empty state value")
 	}
-	var s State
-	switch v[0] {
-	case 'a':
-		s = Accepted
-	case 'd':
-		s = Done
-	default:
-		return Absent, 0, fmt.Errorf("unknown state value %q", v)
-	}
-	if len(v) == 1 {
-		return s, 0, nil
-	}
-	n, err := strconv.ParseInt(v[1:], 10, 64)
-	if err != nil || n < 0 || v[1] == '+' {
-		return Absent, 0, fmt.Errorf("unknown state value %q", v)
-	}
-	return s, n, nil
+	return parseLetterState(v)
 }
 
 // kvLockValue is a lock's value: "<token>:<expiry unix ms>".

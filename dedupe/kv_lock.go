@@ -151,16 +151,7 @@ func (k *KV) Extend(ctx context.Context, l Lease, ttl time.Duration) error {
 		return ErrLockLost
 	}
 	for range kvMaxRetries {
-		var state, lk kvEntry
-		err := kvEach(2, func(i int) error {
-			var err error
-			if i == 0 {
-				state, err = kvGet(ctx, k.states, name)
-			} else {
-				lk, err = kvGet(ctx, k.locks, name)
-			}
-			return err
-		})
+		state, lk, err := k.readBoth(ctx, name)
 		if err != nil {
 			return fmt.Errorf("dedupe: extend %s: %w", l.Key, err)
 		}
@@ -196,16 +187,7 @@ func (k *KV) Finish(ctx context.Context, l Lease) error {
 		return ErrLockLost
 	}
 	for range kvMaxRetries {
-		var state, lk kvEntry
-		err := kvEach(2, func(i int) error {
-			var err error
-			if i == 0 {
-				state, err = kvGet(ctx, k.states, name)
-			} else {
-				lk, err = kvGet(ctx, k.locks, name)
-			}
-			return err
-		})
+		state, lk, err := k.readBoth(ctx, name)
 		if err != nil {
 			return fmt.Errorf("dedupe: finish %s: %w", l.Key, err)
 		}

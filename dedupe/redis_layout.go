@@ -52,23 +52,7 @@ func parseRedisValue(v string) (State, int64, error) {
 		}
 		return Absent, 0, fmt.Errorf("unknown state value %q", v)
 	}
-	var s State
-	switch v[0] {
-	case 'a':
-		s = Accepted
-	case 'd':
-		s = Done
-	default:
-		return Absent, 0, fmt.Errorf("unknown state value %q", v)
-	}
-	if len(v) == 1 {
-		return s, 0, nil
-	}
-	n, err := strconv.ParseInt(v[1:], 10, 64)
-	if err != nil || n < 0 || v[1] == '+' {
-		return Absent, 0, fmt.Errorf("unknown state value %q", v)
-	}
-	return s, n, nil
+	return parseLetterState(v)
 }
 
 // hasHashTag reports whether Redis Cluster hashes only part of name: it holds
