@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -143,19 +144,25 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		} else {
 			ans.Accepted++
 		}
-		attrs := append(eventAttrs(ev), "seq", r.ack.Sequence, "stream_duplicate", r.ack.Duplicate)
+		// The attributes are built only for a line that is written: the
+		// common case, a new event stored, logs at debug level.
+		attrs := func() []any {
+			return append(eventAttrs(ev), "seq", r.ack.Sequence, "stream_duplicate", r.ack.Duplicate)
+		}
 		switch {
 		case bypass:
 			s.count(ev, outcomeBypassed)
-			log.Info("ingest: stored without a claim", attrs...)
+			log.Info("ingest: stored without a claim", attrs()...)
 		case cl.Prior == dedupe.Absent:
 			s.count(ev, outcomeAccepted)
 			stored = append(stored, cl)
-			log.Debug("ingest: stored", attrs...)
+			if log.Enabled(ctx, slog.LevelDebug) {
+				log.Debug("ingest: stored", attrs()...)
+			}
 		default:
 			s.count(ev, outcomeRepublished)
 			stored = append(stored, cl)
-			log.Info("ingest: republished over a pending claim", attrs...)
+			log.Info("ingest: republished over a pending claim", attrs()...)
 		}
 	}
 
