@@ -327,3 +327,43 @@ func TestRun(t *testing.T) {
 
 // The store is used through the Store interface only.
 var _ dedupe.Store = (*countingStore)(nil)
+
+// G1/G4 on shutdown: the accepted marks written after the answers are not
+// abandoned; Serve returns only once they have landed.
+func TestServeWaitsForAcceptedMarks(t *testing.T) {
+	e := newEnv(t, Config{})
+	gate := make(chan struct{})
+	e.store.acceptGate = gate
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(ctx, ln) }()
+
+	body := textBody("wamid.MARK_ON_SHUTDOWN", "hi")
+	ev := parse(t, body)[0]
+	req, _ := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+pathCloud, bytes.NewReader(body))
+	req.Header.Set(HeaderSignature, Sign(body, testSecret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST: %d, want 200", resp.StatusCode)
+	}
+	cancel()
+	time.AfterFunc(200*time.Millisecond, func() { close(gate) })
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	// No waiting here: Serve must have waited for the mark itself.
+	lctx, lcancel := context.WithTimeout(context.Background(), wait)
+	defer lcancel()
+	if r, err := e.store.Lookup(lctx, ev.Key); err != nil || r.State != dedupe.Accepted {
+		t.Fatalf("after Serve returned: state %v err %v, want accepted", r.State, err)
+	}
+}
