@@ -64,6 +64,7 @@ type ReplayOptions struct {
 // delivery: there is no AckWait to reset, only the lock to extend.
 type noProgress struct{}
 
+// InProgress does nothing and returns nil: there is no message to keep alive.
 func (noProgress) InProgress() error { return nil }
 
 // Replay runs ev once through the path a delivery takes, without a
