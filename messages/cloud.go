@@ -183,7 +183,7 @@ func (p *cloudParser) change(at placement, raw []byte) {
 		}
 	}
 	switch field {
-	case "messages", "calls":
+	case "messages", "calls", "smb_message_echoes", "history":
 		before := len(p.events)
 		for i, m := range ms {
 			if knownAt(m, known, idx, i) < 0 {
@@ -199,14 +199,26 @@ func (p *cloudParser) change(at placement, raw []byte) {
 	}
 }
 
-// value turns the members of a "messages" or "calls" change's value into
-// events, in document order.
+// value turns the members of a "messages", "calls", "smb_message_echoes" or
+// "history" change's value into events, in document order.
 func (p *cloudParser) value(at *placement, value []member) {
-	items := "messages"
+	items, kind, dir := "messages", KindMessage, ""
+	switch at.field {
+	case "calls":
+		items, kind = "calls", KindCall
+	case "smb_message_echoes":
+		items, dir = "message_echoes", "outbound"
+	case "history":
+		dir = "history"
+	}
+	statusKind := KindStatus
 	if at.field == "calls" {
-		items = "calls"
+		statusKind = KindCall
 	}
 	known := []string{"messaging_product", "metadata", "contacts", items, "statuses", "errors"}
+	if at.field == "history" {
+		known = append(known, "history")
+	}
 	idx := lastIndexes(value, known)
 	contacts := newContacts(valueAt(value, idx[2]))
 	for i, m := range value {
@@ -221,20 +233,58 @@ func (p *cloudParser) value(at *placement, value []member) {
 			}
 		case 2: // contacts, context of the items
 			p.array(at, m, func(raw []byte) bool { return isObject(raw) })
-		case 3: // messages or calls
-			kind := KindMessage
-			if items == "calls" {
-				kind = KindCall
-			}
-			p.array(at, m, func(raw []byte) bool { return p.item(kind, at, contacts, raw) })
+		case 3: // messages, calls or message_echoes
+			p.array(at, m, func(raw []byte) bool { return p.item(kind, dir, false, at, contacts, raw) })
 		case 4: // statuses
-			p.array(at, m, func(raw []byte) bool { return p.item(KindStatus, at, contacts, raw) })
+			p.array(at, m, func(raw []byte) bool { return p.item(statusKind, "", true, at, contacts, raw) })
 		case 5: // errors
 			p.array(at, m, func(raw []byte) bool { return p.valueError(at, raw) })
+		case 6: // history
+			p.array(at, m, func(raw []byte) bool { return p.history(at, contacts, raw) })
 		default:
 			p.unknown(at, "value."+m.name(), m.value)
 		}
 	}
+}
+
+// history turns one value.history[] element of the "history" field into
+// events: a KindMessage event marked "history" per threads[].messages[] item,
+// a KindError event per errors[] item; its "metadata" (phase, chunk_order,
+// progress) is context, and anything else is unknown (Meta, "history
+// webhook reference"). It returns false, making no event, when raw is not an
+// object.
+func (p *cloudParser) history(at *placement, contacts *contacts, raw []byte) bool {
+	ms, ok := members(raw)
+	if !ok {
+		return false
+	}
+	for _, m := range ms {
+		switch {
+		case m.is("metadata"):
+		case m.is("errors"):
+			p.array(at, m, func(raw []byte) bool { return p.valueError(at, raw) })
+		case m.is("threads"):
+			p.array(at, m, func(raw []byte) bool {
+				tms, ok := members(raw)
+				if !ok {
+					return false
+				}
+				for _, tm := range tms {
+					switch {
+					case tm.is("id"):
+					case tm.is("messages"):
+						p.array(at, tm, func(raw []byte) bool { return p.item(KindMessage, "history", false, at, contacts, raw) })
+					default:
+						p.unknown(at, "value.history[].threads[]."+tm.name(), tm.value)
+					}
+				}
+				return true
+			})
+		default:
+			p.unknown(at, "value.history[]."+m.name(), m.value)
+		}
+	}
+	return true
 }
 
 // array calls each for every element of m's array value. A value that is not
@@ -254,7 +304,7 @@ func (p *cloudParser) array(at *placement, m member, each func(raw []byte) bool)
 }
 
 // maxKnown bounds the number of member names read from one object.
-const maxKnown = 6
+const maxKnown = 7
 
 // indexes holds, for each name read from an object, the index of the member
 // read (the last one with that name), or -1.

@@ -297,7 +297,7 @@ func TestParseFallbackIdentity(t *testing.T) {
 		if !ev.Fallback || ev.ID != "" || ev.From != user || ev.Timestamp != 1700000060 {
 			t.Errorf("event %d: fallback %v id %q from %q ts %d", i, ev.Fallback, ev.ID, ev.From, ev.Timestamp)
 		}
-		prefix := messages.Identity("cloud", "message", pnA, "fallback", user, "1700000060", "") + "|"
+		prefix := messages.Identity("cloud", "message", pnA, "messages", "fallback", user, "1700000060", "") + "|"
 		if !strings.HasPrefix(ev.Identity, prefix) || len(ev.Identity) != len(prefix)+64 {
 			t.Errorf("event %d: identity %q, want %q + sha256 hex", i, ev.Identity, prefix)
 		}
@@ -385,7 +385,7 @@ func TestParseSeparatorsInIDsCannotCollide(t *testing.T) {
 		t.Fatalf("got %d events, want %d", len(all), len(bodies))
 	}
 	requireDistinct(t, all)
-	if want := "cloud|message|1%7C2|wamid.X"; all[0].Identity != want {
+	if want := "cloud|message|1%7C2|messages|wamid.X"; all[0].Identity != want {
 		t.Errorf("identity %q, want %q", all[0].Identity, want)
 	}
 }
@@ -514,8 +514,8 @@ func TestParseCalls(t *testing.T) {
 	evs := parse(t, body)
 	wants := []want{
 		{kind: messages.KindCall, account: pn, id: "wacid.ABGG", typ: "connect", from: "16315553601", ts: 1671644824, entryID: "366634483210360", contact: "16315553601"},
-		{kind: messages.KindCall, account: pn, id: "wacid.ABGG", typ: "terminate", from: "16315553601", ts: 1671644900, entryID: "366634483210360"},
-		{kind: messages.KindStatus, account: pn, id: "wacid.BIZ", typ: "call", status: "RINGING", from: "16315553601", ts: 1671644950, entryID: "366634483210360"},
+		{kind: messages.KindCall, account: pn, id: "wacid.ABGG", typ: "terminate", status: "COMPLETED", from: "16315553601", ts: 1671644900, entryID: "366634483210360"},
+		{kind: messages.KindCall, account: pn, id: "wacid.BIZ", typ: "call", status: "RINGING", from: "16315553601", ts: 1671644950, entryID: "366634483210360"},
 		{kind: messages.KindError, account: pn, errCode: 138006, entryID: "366634483210360"},
 	}
 	if len(evs) != len(wants) {

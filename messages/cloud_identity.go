@@ -29,9 +29,9 @@ func placedIdentity(ev *Event, where string) string {
 // provider id is unusable: sender, timestamp, status and the hash of its
 // bytes.
 //
-//	cloud|<kind>|<account>|fallback|<from>|<timestamp>|<status>|<hash>
+//	cloud|<kind>|<account>|<field>|fallback|<from>|<timestamp>|<status>|<hash>
 func fallbackIdentity(ev *Event) string {
-	return Identity(ProviderCloud, string(ev.Kind), ev.Account, "fallback", ev.From,
+	return Identity(ProviderCloud, string(ev.Kind), ev.Account, ev.Context.Field, "fallback", ev.From,
 		strconv.FormatInt(ev.Timestamp, 10), ev.Status, contentHash(ev.Item))
 }
 

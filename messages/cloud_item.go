@@ -2,56 +2,93 @@ package messages
 
 import "strings"
 
-// item turns one messages[], statuses[] or calls[] element into an event. It
-// returns false, making no event, when raw is not an object.
+// item turns one messages[], message_echoes[], statuses[] or calls[] element
+// (or a history message) into an event of kind, marked with dir (see
+// Event.Direction). It returns false, making no event, when raw is not an
+// object. isStatus says raw is a statuses[] element: of a message (kind
+// KindStatus) or of a call (kind KindCall).
 //
 // Item fields read (Meta, "Webhooks reference: messages", "Status messages
-// webhook reference"; Calling API "API and Webhook Reference"): "id" (the
-// wamid, or the call id "wacid.…"), "timestamp" (Unix seconds as a string),
-// "type" (message type; "call" on call statuses), "from" (messages and calls),
-// "recipient_id" and "status" (statuses), "event" (calls), "errors".
-func (p *cloudParser) item(kind Kind, at *placement, contacts *contacts, raw []byte) bool {
+// webhook reference", "smb_message_echoes webhook reference", "history
+// webhook reference", "Webhooks for Groups API"; Calling API "API and Webhook
+// Reference"): "id" (the wamid, or the call id "wacid.…"), "timestamp" (Unix
+// seconds as a string), "type" (message type; "call" on call statuses),
+// "from" (messages and calls), "to" (echoes), "recipient_id", "status",
+// "recipient_participant_id" (group statuses; the Groups API page's read
+// example spells it "participant_recipient_id"), "recipient_participant_user_id"
+// (its business-scoped user id) on statuses, "event" (calls), "reaction"
+// (reaction messages: "emoji"), "errors".
+func (p *cloudParser) item(kind Kind, dir string, isStatus bool, at *placement, contacts *contacts, raw []byte) bool {
 	ms, ok := members(raw)
 	if !ok {
 		return false
 	}
 	ev := p.event(kind, at, raw)
+	ev.Direction = dir
 	id, idOK := decodeString(lookup(ms, "id"))
 	ev.ID = id
 	ev.Timestamp = unixSeconds(lookup(ms, "timestamp"))
 	ev.Errors = providerErrors(lookup(ms, "errors"))
 	usable := idOK && id != "" && !strings.ContainsRune(id, '\uFFFD')
-	var second string // the id part after the wamid or call id
-	switch kind {
-	case KindStatus:
+	var rest []string // the id parts after the wamid or call id
+	switch {
+	case isStatus:
 		ev.Type = stringOf(lookup(ms, "type"))
 		ev.From = stringOf(lookup(ms, "recipient_id"))
 		status, ok := decodeString(lookup(ms, "status"))
 		ev.Status = status
 		usable = usable && ok && status != ""
-		second = status
-	case KindCall:
+		rest = []string{status}
+		if kind == KindCall {
+			rest = []string{"status", status}
+		}
+		if pt := groupParticipant(ms); pt != "" {
+			rest = append(rest, pt)
+		}
+	case kind == KindCall:
 		event, ok := decodeString(lookup(ms, "event"))
 		ev.Type = event
+		ev.Status = stringOf(lookup(ms, "status"))
 		ev.From = stringOf(lookup(ms, "from"))
 		usable = usable && ok && event != ""
-		second = event
+		rest = []string{"event", event}
 	default:
 		ev.Type = stringOf(lookup(ms, "type"))
 		ev.From = stringOf(lookup(ms, "from"))
+		if dir == "outbound" {
+			ev.From = stringOf(lookup(ms, "to"))
+		}
+		if ev.Type == "reaction" {
+			// A reaction and its removal (no or an empty emoji) are two
+			// events, even where they share an id.
+			rc, _ := members(lookup(ms, "reaction"))
+			rest = []string{"reaction", stringOf(lookup(rc, "emoji"))}
+		}
 	}
 	ev.Context.Contact = contacts.match(ev.From)
-	switch {
-	case !usable:
+	if !usable {
 		ev.Fallback = true
 		ev.Identity = fallbackIdentity(&ev)
-	case kind == KindMessage:
-		ev.Identity = Identity(ProviderCloud, string(kind), ev.Account, id)
-	default:
-		ev.Identity = Identity(ProviderCloud, string(kind), ev.Account, id, second)
+	} else {
+		parts := append([]string{ProviderCloud, string(kind), ev.Account, at.field, id}, rest...)
+		ev.Identity = Identity(parts...)
 	}
 	p.add(ev)
 	return true
+}
+
+// groupParticipant returns the group participant a status is about
+// (recipient_participant_id, its misspelling participant_recipient_id, or
+// the business-scoped recipient_participant_user_id), or "" for a status
+// that is not about a group participant. Meta sends one status per
+// participant of a group message ("Webhooks for Groups API").
+func groupParticipant(ms []member) string {
+	for _, name := range []string{"recipient_participant_id", "participant_recipient_id", "recipient_participant_user_id"} {
+		if s := stringOf(lookup(ms, name)); s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // valueError turns one value.errors[] element into a KindError event. It

@@ -67,6 +67,18 @@ type Event struct {
 	// Fallback is true when the provider's id was missing or unusable and the
 	// identity was built from sender, timestamp and a content hash.
 	Fallback bool `json:"fallback,omitempty"`
+	// Transient is true when the item has neither an id nor a time of its
+	// own (a gateway's session state, a Cloud API field change without
+	// entry time): the same content reported again later is a new event, so
+	// its identity ends with the repeat window it was received in (see
+	// Window). Its Fallback is not set.
+	Transient bool `json:"transient,omitempty"`
+	// Direction says, for a message the business sent or one from the
+	// account's history, where it comes from: "outbound" (a Cloud API
+	// smb_message_echoes item, a gateway message with fromMe) or "history"
+	// (a Cloud API history item); empty for an inbound message and for
+	// other kinds.
+	Direction string `json:"direction,omitempty"`
 	// Errors are the provider's errors carried by the item (a failed status,
 	// an unsupported message, a value-level error).
 	Errors []Error `json:"errors,omitempty"`

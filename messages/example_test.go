@@ -38,8 +38,8 @@ func ExampleParse() {
 	fmt.Println(err)
 	// Output:
 	// message wamid.A1  wagate.events.cloud.message.106540352242922
-	//   cloud|message|106540352242922|wamid.A1 true
+	//   cloud|message|106540352242922|messages|wamid.A1 true
 	// status wamid.B2 read wagate.events.cloud.status.106540352242922
-	//   cloud|status|106540352242922|wamid.B2|read true
+	//   cloud|status|106540352242922|messages|wamid.B2|read true
 	// messages: not a webhook: no "object" member
 }

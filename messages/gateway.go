@@ -20,18 +20,30 @@ import (
 //
 //	message   <provider>|message|<session>|<chat>|<dir>|<message id>[|<extra>…]
 //	status    <provider>|status|<session>|<chat>|<dir>|<message id>|<status>[|<extra>…]
-//	field     <provider>|field|<session>|<event>|<time>|<hash>
-//	unknown   <provider>|unknown|<session>|<event>|<where>|<time>|<hash>
+//	call      <provider>|call|<session>|<call id>|<call status>
+//	field     <provider>|field|<session>|<event>|<subject>|<time>|<hash>
+//	unknown   <provider>|unknown|<session>|<event>|<where>|<hash>
 //	fallback  <provider>|<kind>|<session>|fallback|<from>|<time>|<status>|<hash>
 //
 // <chat> is the stable part of the chat (see stableChat): a group, broadcast
 // or newsletter address as written, or "direct" for a one-to-one chat, whose
 // address flips between a phone form and a @lid form. <dir> is "in" or "out"
-// (fromMe). <time> is the event's time in Unix seconds (0 when absent) and
-// <hash> the hex SHA-256 of the item (see contentHash). Nothing a gateway
-// changes between two deliveries of one message is part of an identity: not
-// the one-to-one chat's address, not a participant's address, not a
-// transport request id or an envelope id.
+// (fromMe). <subject> is what a field event is about when it names it (a
+// group, a chat, a label), else empty. <time> is the item's own time in Unix
+// seconds (0 when it has none) and <hash> the hex SHA-256 of the item (see
+// contentHash). Nothing a gateway changes between two deliveries of one item
+// is part of an identity: not the one-to-one chat's address, not a
+// participant's or receipt user's address (both flip between a phone JID and
+// a LID), not a transport request id, and neither the envelope's id nor its
+// time. A field, unknown or fallback event without a time of its own is
+// Transient: its identity gets the repeat window (see Window).
+//
+// A group member's receipt names its member only by an address that may
+// arrive in either form, so the member is not part of a gateway status
+// identity; the receipt's own time is (WASenderApi's readTimestamp,
+// receiptTimestamp, playedTimestamp). Two members' receipts of one status
+// written in the same second share an identity: a lost receipt, which
+// wagate prefers to a receipt processed twice under two addresses.
 
 // chatDirect is the chat part of the identity of a message in a one-to-one
 // chat.
@@ -124,6 +136,12 @@ func party(addresses ...string) string {
 // year 5000 in seconds) is read as milliseconds.
 func unixTime(v []byte) int64 {
 	n := unixSeconds(v)
+	if n == 0 {
+		// A fraction of a second (WAHA writes 1710481111.853) is dropped.
+		if f, err := strconv.ParseFloat(string(trimSpace(v)), 64); err == nil && f >= 1 && f < 1e15 {
+			n = int64(f)
+		}
+	}
 	if n >= 1e11 {
 		n /= 1000
 	}
@@ -162,6 +180,7 @@ type msgKey struct {
 	idOK   bool   // id is usable (see usableID)
 	fromMe bool
 	chat   string // the chat's address as written
+	own    int64  // the item's own time, Unix seconds; 0 when none
 }
 
 // gateway collects the events of one gateway webhook body.
@@ -177,8 +196,10 @@ type gateway struct {
 }
 
 // gatewayEnvelope checks that body is a JSON object holding a string event,
-// and returns its members and the event. Errors wrap ErrNotWebhook.
-func gatewayEnvelope(body []byte) (env []member, event string, err error) {
+// and returns its members and the event. With optional set, a body without
+// an "event" member but with a "data" member is accepted, with event "".
+// Errors wrap ErrNotWebhook.
+func gatewayEnvelope(body []byte, optional bool) (env []member, event string, err error) {
 	switch {
 	case len(trimSpace(body)) == 0:
 		return nil, "", notWebhook("empty body")
@@ -190,6 +211,9 @@ func gatewayEnvelope(body []byte) (env []member, event string, err error) {
 		return nil, "", notWebhook("body is not a JSON object")
 	}
 	raw := lookup(env, "event")
+	if raw == nil && optional && lookup(env, "data") != nil {
+		return env, "", nil
+	}
 	if raw == nil {
 		return nil, "", notWebhook(`no "event" member`)
 	}
@@ -242,8 +266,11 @@ func (g *gateway) newEvent(kind Kind, raw []byte) Event {
 // target and text) follow the id in its identity.
 func (g *gateway) message(ev Event, k msgKey, extra ...string) {
 	ev.Kind = KindMessage
+	if k.fromMe {
+		ev.Direction = "outbound"
+	}
 	if !k.idOK {
-		g.fallback(ev)
+		g.fallback(ev, k.own)
 		return
 	}
 	parts := append([]string{g.provider, string(KindMessage), g.session, stableChat(k.chat), direction(k.fromMe), k.id}, extra...)
@@ -257,7 +284,7 @@ func (g *gateway) message(ev Event, k msgKey, extra ...string) {
 func (g *gateway) status(ev Event, k msgKey, extra ...string) {
 	ev.Kind = KindStatus
 	if !k.idOK || ev.Status == "" {
-		g.fallback(ev)
+		g.fallback(ev, k.own)
 		return
 	}
 	parts := append([]string{g.provider, string(KindStatus), g.session, stableChat(k.chat), direction(k.fromMe), k.id, ev.Status}, extra...)
@@ -266,29 +293,51 @@ func (g *gateway) status(ev Event, k msgKey, extra ...string) {
 }
 
 // fallback adds ev with the identity of an item whose id is unusable:
-// sender, time, status and the hash of its bytes.
-func (g *gateway) fallback(ev Event) {
+// sender, own time, status and the hash of its bytes. Without an own time
+// (own 0) the event is transient.
+func (g *gateway) fallback(ev Event, own int64) {
 	ev.Fallback = true
+	ev.Transient = own == 0
 	ev.Identity = Identity(g.provider, string(ev.Kind), g.session, "fallback", ev.From,
-		strconv.FormatInt(ev.Timestamp, 10), ev.Status, contentHash(ev.Item))
+		strconv.FormatInt(own, 10), ev.Status, contentHash(ev.Item))
 	g.add(ev)
 }
 
-// field adds a KindField event of raw whose Type is the event name.
-func (g *gateway) field(raw []byte) {
+// field adds a KindField event of raw whose Type is the event name, about
+// subject (may be empty), with its own time own in Unix seconds (0: none,
+// the event is transient).
+func (g *gateway) field(raw []byte, subject string, own int64) {
 	ev := g.newEvent(KindField, raw)
 	ev.Type = g.event
-	ev.Identity = Identity(g.provider, string(KindField), g.session, g.event,
-		strconv.FormatInt(g.timestamp, 10), contentHash(raw))
+	if own > 0 {
+		ev.Timestamp = own
+	}
+	ev.Transient = own == 0
+	ev.Identity = Identity(g.provider, string(KindField), g.session, g.event, subject,
+		strconv.FormatInt(own, 10), contentHash(raw))
 	g.add(ev)
 }
 
-// unknown adds a KindUnknown event of raw, found at where.
+// call adds ev as a KindCall event of call id and status ev.Status; a call
+// without a usable id gets the fallback identity.
+func (g *gateway) call(ev Event, id string, idOK bool, own int64) {
+	ev.Kind = KindCall
+	ev.ID = id
+	if !idOK {
+		g.fallback(ev, own)
+		return
+	}
+	ev.Identity = Identity(g.provider, string(KindCall), g.session, id, ev.Status)
+	g.add(ev)
+}
+
+// unknown adds a KindUnknown event of raw, found at where. It is transient:
+// an unknown item has no id or time wagate can read.
 func (g *gateway) unknown(where string, raw []byte) {
 	ev := g.newEvent(KindUnknown, raw)
 	ev.Type = where
-	ev.Identity = Identity(g.provider, string(KindUnknown), g.session, g.event, where,
-		strconv.FormatInt(g.timestamp, 10), contentHash(raw))
+	ev.Transient = true
+	ev.Identity = Identity(g.provider, string(KindUnknown), g.session, g.event, where, contentHash(raw))
 	g.add(ev)
 }
 

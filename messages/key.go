@@ -3,7 +3,9 @@ package messages
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // KeyPrefix starts every dedupe key.
@@ -36,4 +38,48 @@ func Identity(parts ...string) string {
 		b.WriteString(identityEscaper.Replace(p))
 	}
 	return b.String()
+}
+
+// DefaultRepeatWindow is the default repeat window of transient events (see
+// Event.Transient and Window): one hour. It covers the retry schedules of the
+// gateways whose items can be transient: Evolution API retries a failed
+// webhook up to 10 times, from 5 s doubling to at most 300 s between
+// attempts, about 20 minutes in all (Evolution API, webhook environment
+// WEBHOOK_RETRY_MAX_ATTEMPTS, WEBHOOK_RETRY_INITIAL_DELAY_SECONDS,
+// WEBHOOK_RETRY_MAX_DELAY_SECONDS, doc.evolution-api.com/v2/en/configuration/webhooks);
+// WAHA retries per its webhook "retries" setting (policy, delaySeconds,
+// attempts; waha.devlike.pro/docs/how-to/webhooks/), seconds to minutes with
+// its defaults; WASenderApi documents no retry schedule. The Cloud API, which
+// retries for up to 7 days, writes a time on every item wagate can make
+// transient, so its items are transient only when that time is missing.
+const DefaultRepeatWindow = time.Hour
+
+// Window ends the identity of every transient event of events with the
+// repeat window it was received in, and sets its key again:
+//
+//	<identity>|window|<start of the window, Unix seconds>
+//
+// where windows are window long and start at multiples of window since the
+// Unix epoch (window 0 or under a second means DefaultRepeatWindow). Two
+// deliveries of one transient item in one window share a key; the same
+// content received in a later window is a new event. A retry that crosses
+// the start of a window is a second event: with a window of W and a retry r
+// after the first delivery, that happens with probability r/W, which is why
+// the window is set well above the provider's retry span. Events that are not
+// transient are left as they are.
+func Window(events []Event, window time.Duration) {
+	if window < time.Second {
+		window = DefaultRepeatWindow
+	}
+	w := int64(window / time.Second)
+	for i := range events {
+		ev := &events[i]
+		if !ev.Transient {
+			continue
+		}
+		start := ev.ReceivedAt.Unix()
+		start -= ((start % w) + w) % w
+		ev.Identity += "|window|" + strconv.FormatInt(start, 10)
+		ev.Key = KeyOf(ev.Identity)
+	}
 }

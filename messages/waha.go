@@ -21,30 +21,51 @@ var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "play
 // The body is a JSON object with a string "event", a string "session" (the
 // session name), a "payload", and optionally "id" (the event's own id,
 // "evt_…"), "timestamp" (Unix milliseconds), "metadata", "engine", "me" and
-// "environment" (WAHA, "Webhooks", waha.devlike.pro/docs/how-to/webhooks/,
-// and "Events", waha.devlike.pro/docs/how-to/events/). Events:
+// "environment" (WAHA, "Webhooks", waha.devlike.pro/docs/how-to/webhooks/).
+// Events, each defined on a WAHA documentation page:
 //
-//   - message, message.any: one KindMessage event, the payload; Type is
-//     payload.type, else payload._data.type;
-//   - message.ack: one KindStatus event, the payload; Status is ackName
-//     lowercased (error, pending, server, device, read, played), else the
-//     name of the number "ack"; Type "ack";
-//   - message.reaction: one KindMessage event of Type "reaction";
-//   - message.revoked: one KindStatus event with Status "deleted" and Type
-//     "revoked" for the message named by payload.revokedMessageId,
+//   - message, message.any ("Events", waha.devlike.pro/docs/how-to/events/):
+//     one KindMessage event, the payload; Type is payload.type, else
+//     payload._data.type;
+//   - message.waiting ("Events"): one KindMessage event of Type
+//     "message.waiting" (a message WhatsApp shows as "Waiting for this
+//     message"; the message itself comes later as message);
+//   - message.ack, message.ack.group ("Events"): one KindStatus event; Status
+//     is ackName lowercased (error, pending, server, device, read, played),
+//     else the name of the number "ack"; Type "ack";
+//   - message.reaction ("Events"): one KindMessage event of Type "reaction";
+//   - message.revoked ("Events"): one KindStatus event with Status "deleted"
+//     and Type "revoked" for the message named by payload.revokedMessageId,
 //     payload.before.id or payload.after.id;
-//   - session.status: one KindField event of Type "session.status";
+//   - message.edited ("Events"): one KindMessage event of Type
+//     "message.edited";
+//   - event.response, event.response.failed ("Events"): one KindMessage
+//     event of Type <event> (an answer to a WhatsApp event invitation);
+//   - poll.vote, poll.vote.failed ("Polls", waha.devlike.pro/docs/how-to/polls/):
+//     one KindMessage event of Type <event> for payload.vote;
+//   - call.received, call.accepted, call.rejected ("Calls",
+//     waha.devlike.pro/docs/how-to/calls/): one KindCall event, Status
+//     received, accepted or rejected;
+//   - session.status ("Sessions", waha.devlike.pro/docs/how-to/sessions/),
+//     group.v2.join, group.v2.leave, group.v2.update, group.v2.participants,
+//     group.join, group.leave ("Groups", waha.devlike.pro/docs/how-to/groups/),
+//     label.upsert, label.deleted, label.chat.added, label.chat.deleted
+//     ("Labels", waha.devlike.pro/docs/how-to/labels/), presence.update
+//     ("Presence", waha.devlike.pro/docs/how-to/presence/), chat.archive
+//     ("Chats", waha.devlike.pro/docs/how-to/chats/), engine.event and
+//     state.change ("Events"): one KindField event of Type <event>;
 //   - any other event name: one KindUnknown event whose Type is the event
 //     name.
 //
 // The item is the payload. A body without a payload is one KindUnknown event
 // of Type "<event>" whose item is the whole body; a payload of the wrong
-// shape for its event becomes a KindUnknown event of Type "<event>", and a member of the envelope not listed above one of Type
-// "envelope.<name>". Account is the session name; Context.Field is the event
-// name and Context.Metadata the envelope's "metadata" object, when present.
-// From is the other party as a phone number when its address is a phone JID
-// (…@c.us, …@s.whatsapp.net), else the address written. Timestamp is the
-// payload's timestamp, else the envelope's, in Unix seconds.
+// shape for its event becomes a KindUnknown event of Type "<event>", and a
+// member of the envelope not listed above one of Type "envelope.<name>".
+// Account is the session name; Context.Field is the event name and
+// Context.Metadata the envelope's "metadata" object, when present. From is
+// the other party as a phone number when its address is a phone JID (…@c.us,
+// …@s.whatsapp.net), else the address written. Timestamp is the payload's
+// timestamp, else the envelope's, in Unix seconds.
 //
 // A WAHA message id is serialised as "<fromMe>_<chat>_<id>[_<participant>]",
 // for example "false_11111111111@c.us_AAAAA": it embeds the chat's address,
@@ -54,13 +75,22 @@ var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "play
 // file gateway.go): the session, the chat when it is a group, broadcast or
 // newsletter ("direct" otherwise), the direction and the id the sending
 // device chose: <session>|<chat>|<in|out>|<id>. A status adds its value and
-// the participant (without device), a deletion "deleted", a reaction
-// "reaction", the target's inner id and the emoji. Neither the envelope's id
-// and timestamp nor the X-Webhook-Request-Id header, which change from one
-// delivery to the next, are part of any identity of a message or status. An
-// id not in the serialised form is used whole. A message or status without a
-// string id, or a status without a value, gets the fallback identity, with
-// Fallback set. message and message.any of one message share one identity.
+// its own time (payload.timestamp; its "participant", which WAHA writes as a
+// @lid or a @c.us address, and the participant suffix of its serialised id
+// are not part of it), a deletion "deleted", a reaction "reaction", the
+// target's inner id and the emoji, an edit "message.edited" and the edited
+// message's id, an event response or a poll vote its event name (and the
+// poll's inner id). A call is its id and status. A field event is its event
+// name, its subject (the group, chat or label it names), its own time
+// (payload.timestamp, or for session.status the time of the last of
+// payload.statuses) and the hash of its payload; without an own time it is
+// Transient. The envelope's id and timestamp are not part of any identity:
+// WAHA sends each delivery attempt as a new request (X-Webhook-Request-Id),
+// and does not document the envelope's id or time as kept across attempts.
+// An id not in the serialised form is used whole. A message or status
+// without a string id, or a status without a value, gets the fallback
+// identity, with Fallback set. message and message.any of one message share
+// one identity.
 //
 // ParseWAHA returns an error wrapping ErrNotWebhook, with the reason, when
 // body is empty, not JSON, not a JSON object, or without a string "event" or
@@ -68,7 +98,7 @@ var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "play
 // is linear in len(body), and it is safe for concurrent use. Items are
 // sub-slices of body, which must not be modified while they are in use.
 func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
-	env, event, err := gatewayEnvelope(body)
+	env, event, err := gatewayEnvelope(body, false)
 	if err != nil {
 		return nil, err
 	}
@@ -92,22 +122,40 @@ func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
 	ms, isObj := members(payload)
 	w := waha{gateway: &g}
 	switch {
-	case event == "session.status":
-		g.field(payload)
-	case !isObj && strings.HasPrefix(event, "message"):
+	case !isObj && event != "engine.event":
 		g.unknown(event, payload)
 	case event == "message" || event == "message.any":
 		w.message(ms, payload)
-	case event == "message.ack":
+	case event == "message.waiting" || event == "event.response" || event == "event.response.failed":
+		w.message(ms, payload, event)
+	case event == "message.edited":
+		edited, _ := decodeString(lookup(ms, "editedMessageId"))
+		w.message(ms, payload, event, edited)
+	case event == "message.ack" || event == "message.ack.group":
 		w.ack(ms, payload)
 	case event == "message.reaction":
 		w.reaction(ms, payload)
 	case event == "message.revoked":
 		w.revoked(ms, payload)
+	case event == "poll.vote" || event == "poll.vote.failed":
+		w.vote(ms, payload)
+	case strings.HasPrefix(event, "call."):
+		w.call(ms, payload)
+	case wahaFields[event]:
+		w.field(ms, payload)
 	default:
 		g.unknown(event, payload)
 	}
 	return g.events, nil
+}
+
+// wahaFields are the WAHA events that are KindField events.
+var wahaFields = map[string]bool{
+	"session.status": true, "state.change": true, "engine.event": true,
+	"group.v2.join": true, "group.v2.leave": true, "group.v2.update": true, "group.v2.participants": true,
+	"group.join": true, "group.leave": true,
+	"label.upsert": true, "label.deleted": true, "label.chat.added": true, "label.chat.deleted": true,
+	"presence.update": true, "chat.archive": true,
 }
 
 // waha reads the payload of one WAHA body.
@@ -166,8 +214,10 @@ func wahaFrom(ms []member, fromMe bool) string {
 	return party(s("participant"), s("from"), s("chatId"))
 }
 
-// message reads a message or message.any payload.
-func (w waha) message(ms []member, raw []byte) {
+// message reads a message payload; extra parts (the event name of a
+// message.waiting, message.edited or event.response, an edited message's
+// id) follow the id in its identity and the first names its Type.
+func (w waha) message(ms []member, raw []byte, extra ...string) {
 	id, ok := wahaID(lookup(ms, "id"))
 	k := wahaKey(id, ok, ms)
 	ev := w.newEvent(KindMessage, raw)
@@ -177,11 +227,15 @@ func (w waha) message(ms []member, raw []byte) {
 		data, _ := members(lookup(ms, "_data"))
 		ev.Type = stringOf(lookup(data, "type"))
 	}
+	if len(extra) > 0 {
+		ev.Type = extra[0]
+	}
 	ev.From = wahaFrom(ms, k.fromMe)
 	if ts := unixTime(lookup(ms, "timestamp")); ts > 0 {
 		ev.Timestamp = ts
+		k.own = ts
 	}
-	w.gateway.message(ev, k)
+	w.gateway.message(ev, k, extra...)
 }
 
 // ack reads a message.ack payload.
@@ -204,8 +258,9 @@ func (w waha) ack(ms []member, raw []byte) {
 	}
 	if ts := unixTime(lookup(ms, "timestamp")); ts > 0 {
 		ev.Timestamp = ts
+		k.own = ts
 	}
-	w.status(ev, k, jidUser(stringOf(lookup(ms, "participant"))))
+	w.status(ev, k, strconv.FormatInt(k.own, 10))
 }
 
 // reaction reads a message.reaction payload: its own id, and the reaction
@@ -233,6 +288,7 @@ func (w waha) reaction(ms []member, raw []byte) {
 	ev.From = party(stringOf(lookup(ms, "participant")), stringOf(lookup(ms, "senderId")), stringOf(lookup(ms, "from")))
 	if ts := unixTime(lookup(ms, "timestamp")); ts > 0 {
 		ev.Timestamp = ts
+		k.own = ts
 	}
 	k.idOK = k.idOK && tk.idOK
 	w.gateway.message(ev, k, "reaction", tk.id, text)
@@ -259,4 +315,64 @@ func (w waha) revoked(ms []member, raw []byte) {
 	ev.Status = "deleted"
 	ev.From = wahaFrom(holder, k.fromMe)
 	w.status(ev, k)
+}
+
+// vote reads a poll.vote or poll.vote.failed payload: {vote: {id, from, to,
+// fromMe, selectedOptions, timestamp}, poll: {id, …}}.
+func (w waha) vote(ms []member, raw []byte) {
+	vote, _ := members(lookup(ms, "vote"))
+	poll, _ := members(lookup(ms, "poll"))
+	id, ok := wahaID(lookup(vote, "id"))
+	k := wahaKey(id, ok, vote)
+	pollID, pollOK := wahaID(lookup(poll, "id"))
+	pk := wahaKey(pollID, pollOK, poll)
+	ev := w.newEvent(KindMessage, raw)
+	ev.ID = id
+	ev.Type = w.event
+	ev.From = wahaFrom(vote, k.fromMe)
+	if ts := unixTime(lookup(vote, "timestamp")); ts > 0 {
+		ev.Timestamp = ts
+		k.own = ts
+	}
+	w.gateway.message(ev, k, w.event, pk.id)
+}
+
+// call reads a call.* payload: {id, from, timestamp, isVideo, isGroup}; its
+// status is the event name after "call.".
+func (w waha) call(ms []member, raw []byte) {
+	id, ok := decodeString(lookup(ms, "id"))
+	ev := w.newEvent(KindCall, raw)
+	ev.Type = "call"
+	ev.Status = strings.TrimPrefix(w.event, "call.")
+	ev.From = party(stringOf(lookup(ms, "from")))
+	own := unixTime(lookup(ms, "timestamp"))
+	if own > 0 {
+		ev.Timestamp = own
+	}
+	w.gateway.call(ev, id, usableID(id, ok), own)
+}
+
+// field reads the payload of a field event: its subject is the group, chat
+// or label it names, its own time payload.timestamp or, for session.status,
+// the time of the last of payload.statuses.
+func (w waha) field(ms []member, raw []byte) {
+	subject := ""
+	if grp, ok := members(lookup(ms, "group")); ok {
+		subject, _ = wahaID(lookup(grp, "id"))
+	}
+	for _, name := range []string{"chatId", "id", "labelId"} {
+		if subject != "" {
+			break
+		}
+		subject, _ = wahaID(lookup(ms, name))
+	}
+	own := unixTime(lookup(ms, "timestamp"))
+	if own == 0 {
+		statuses, _ := elements(lookup(ms, "statuses"))
+		if n := len(statuses); n > 0 {
+			last, _ := members(statuses[n-1])
+			own = unixTime(lookup(last, "timestamp"))
+		}
+	}
+	w.gateway.field(raw, subject, own)
 }

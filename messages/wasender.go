@@ -20,39 +20,55 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 //
 // The body is a JSON object with a string "event", a "timestamp" (Unix
 // seconds or milliseconds), an optional "sessionId" and "data"
-// (wasenderapi.com/api-docs/webhooks/webhook-setup and the event pages under
-// api-docs/webhooks/). Events:
+// (WASenderApi, "Webhook Setup", wasenderapi.com/api-docs/webhooks/webhook-setup,
+// and the event pages under wasenderapi.com/api-docs/webhooks/, named below
+// by their titles). A body without "event" but with "data" (the shape of
+// older examples) is read too: its data as messages when it holds any, else
+// one KindUnknown event. Events, each with the page that defines it:
 //
-//   - messages.upsert, messages.received, message.sent: one KindMessage event
-//     per message: data.messages as an array (upsert) or an object
-//     (received), or data itself when it holds a "key". Type is the first
-//     member of the message's "message" object (conversation,
-//     extendedTextMessage, imageMessage, …);
-//   - messages.update: one KindStatus event per {key, update} (data as an
-//     object or an array); Status is update.status, the documented numbers
-//     0–5 written as error, pending, sent, delivered, read, played; Type
-//     "update";
-//   - message-receipt.update: one KindStatus event per {key, receipt}
-//     (data.message, data, or the elements of data); Status is
-//     receipt.status, else "played", "read" or "delivered" by which of
-//     playedTimestamp, readTimestamp, receiptTimestamp is set; Type "receipt";
-//     From the user the receipt is from;
-//   - messages.delete: one KindStatus event with Status "deleted" and Type
-//     "delete" per deleted key (data.keys, data.key, data, or the elements of
-//     data);
-//   - messages.reaction: one KindMessage event of Type "reaction" per {key,
-//     reaction} (data as an array or an object);
-//   - session.status: one KindField event of Type "session.status" whose
-//     item is data;
+//   - messages.received ("Messages Received"), messages-personal.received
+//     ("Personal Messages Received"), messages-group.received ("Group
+//     Messages Received"), messages-newsletter.received ("Newsletter
+//     Messages Received"), messages.upsert ("Message Upsert") and
+//     message.sent ("Message Sent"): one KindMessage event per message:
+//     data.messages as an array or an object, or data itself when it holds a
+//     "key". Type is the first member of the message's "message" object
+//     (conversation, extendedTextMessage, imageMessage, …). A message.sent
+//     whose data holds no message ("success": false and an "error") is one
+//     KindStatus event with Status "failed" and Type "sent";
+//   - messages.update ("Message Status Update"): one KindStatus event per
+//     {key, update} (data as an object or an array); Status is update.status,
+//     the documented numbers 0–5 written as error, pending, sent, delivered,
+//     read, played; Type "update";
+//   - message-receipt.update ("Message Receipt Update"): one KindStatus event
+//     per {key, receipt} (data.message, data, or the elements of data);
+//     Status is receipt.status, else "played", "read" or "delivered" by which
+//     of playedTimestamp, readTimestamp, receiptTimestamp is set; Type
+//     "receipt"; From the user the receipt is from;
+//   - messages.delete ("Message Deleted"): one KindStatus event with Status
+//     "deleted" and Type "delete" per deleted key (data.keys, data.key, data,
+//     or the elements of data);
+//   - messages.reaction ("Message Reaction"): one KindMessage event of Type
+//     "reaction" per {key, reaction} (data as an array or an object);
+//   - call ("Call"): one KindCall event per call (data.call, data, or the
+//     elements of either); Status is the call's status (offer, accept,
+//     reject, timeout, …), ID its id;
+//   - session.status ("Session Status"), qrcode.updated ("QR Code
+//     Updated"), poll.results ("Poll Results"), chats.upsert, chats.update,
+//     chats.delete ("Chats Upsert/Update/Delete"), contacts.upsert,
+//     contacts.update ("Contacts Upsert/Update"), groups.upsert,
+//     groups.update ("Groups Upsert/Update") and group-participants.update
+//     ("Group Participants Update"): KindField events of Type <event>, one per
+//     element when data is an array, else one whose item is data;
 //   - any other event name: one KindUnknown event whose Type is the event
 //     name and whose item is data.
 //
 // A body without data is one KindUnknown event of Type "<event>" whose item
 // is the whole body. Inside a known event, an element that is not an object,
 // or a data value of the wrong shape, becomes a KindUnknown event of Type
-// "<event>"; a member of
-// the envelope other than event, timestamp, sessionId and data becomes one of
-// Type "envelope.<name>". Other members inside data are not read.
+// "<event>"; a member of the envelope other than event, timestamp, sessionId
+// and data becomes one of Type "envelope.<name>". Other members inside data
+// are not read.
 //
 // Every event's Account is the session: "s-" and 16 hexadecimal digits of the
 // SHA-256 of sessionId (WASenderApi documents that field as the session's API
@@ -67,21 +83,32 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 // Identities are those of the gateway identities table (see the file
 // gateway.go): a message is <session>|<chat>|<in|out>|<key.id>, where the
 // chat is "direct" for any one-to-one chat (its remoteJid flips between
-// …@s.whatsapp.net and …@lid); a status adds its value, a receipt the user
-// it is from (as written, without device), a deletion "deleted"; a reaction
-// is the message identity of the reaction's own key followed by "reaction",
-// the target's id and the emoji. So messages.upsert, messages.received and
-// message.sent of one message share one identity and dedupe to one event.
-// A message or status whose key.id is missing, empty or not a string (or
-// a status without a value) gets the fallback identity, with Fallback set.
+// …@s.whatsapp.net and …@lid: "Message Upsert", remoteJid "can be a LID …
+// depending on the addressing mode"); a status adds its value, a receipt its
+// own time (its userJid flips between forms the same way, so the user is not
+// part of it), a deletion "deleted"; a reaction is the message identity of
+// the reaction's own key followed by "reaction", the target's id and the
+// emoji (an empty emoji, a removal, is another event); a call is its id and
+// status; a field event is its event name, subject (the group, chat or
+// contact id it names; the poll's message id) and the hash of its item. So
+// messages.upsert, messages.received, messages-personal.received,
+// messages-group.received, messages-newsletter.received and message.sent of
+// one message share one identity and dedupe to one event. WASenderApi
+// documents no retry schedule and no envelope id, and whether it keeps the
+// envelope's timestamp across retries is not documented: the envelope's
+// timestamp is part of no identity, and every field event, which has no
+// time of its own, is Transient (deduplicated within the repeat window, see
+// Window). A message or status whose key.id is missing, empty or not a
+// string (or a status without a value) gets the fallback identity, with
+// Fallback set.
 //
 // ParseWASender returns an error wrapping ErrNotWebhook, with the reason, when
-// body is empty, not JSON, not a JSON object, or without a string "event";
-// no events are returned then. It never panics, its work is linear in
-// len(body), and it is safe for concurrent use. Items are sub-slices of body,
-// which must not be modified while they are in use.
+// body is empty, not JSON, not a JSON object, or has neither a string "event"
+// nor a "data" member; no events are returned then. It never panics, its work
+// is linear in len(body), and it is safe for concurrent use. Items are
+// sub-slices of body, which must not be modified while they are in use.
 func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
-	env, event, err := gatewayEnvelope(body)
+	env, event, err := gatewayEnvelope(body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +129,15 @@ func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
 	before := len(g.events)
 	w := wasender{gateway: &g}
 	switch event {
-	case "messages.upsert", "messages.received", "message.sent":
+	case "messages.upsert", "messages.received", "messages-personal.received",
+		"messages-group.received", "messages-newsletter.received", "":
 		w.each(w.messageItems(data), w.message)
+	case "message.sent":
+		if items := w.messageItems(data); len(items) > 0 {
+			w.each(items, w.message)
+		} else if ms, ok := members(data); ok && lookup(ms, "success") != nil {
+			w.sendFailed(ms, data)
+		}
 	case "messages.update":
 		els, _ := objects(data)
 		w.each(els, w.update)
@@ -114,8 +148,13 @@ func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
 	case "messages.reaction":
 		els, _ := objects(data)
 		w.each(els, w.reaction)
-	case "session.status":
-		g.field(data)
+	case "call":
+		w.each(w.calls(data), w.call)
+	case "session.status", "qrcode.updated", "poll.results", "group-participants.update",
+		"chats.upsert", "chats.update", "chats.delete", "contacts.upsert", "contacts.update",
+		"groups.upsert", "groups.update":
+		els, _ := objects(data)
+		w.each(els, w.field)
 	default:
 		g.unknown(event, data)
 	}
@@ -207,6 +246,7 @@ func (w wasender) message(ms []member, raw []byte) {
 	ev.From = wasenderParty(key)
 	if ts := unixTime(lookup(ms, "messageTimestamp")); ts > 0 {
 		ev.Timestamp = ts
+		k.own = ts
 	}
 	w.gateway.message(ev, k)
 }
@@ -278,13 +318,16 @@ func (w wasender) receipt(ms []member, raw []byte) {
 			ev.Status = t.status
 		}
 		if ev.Status == t.status {
-			ev.Timestamp = ts
+			k.own = ts
 		}
 	}
 	if ts := unixTime(lookup(rc, "t")); ts > 0 {
-		ev.Timestamp = ts
+		k.own = ts
 	}
-	w.status(ev, k, jidUser(user))
+	if k.own > 0 {
+		ev.Timestamp = k.own
+	}
+	w.status(ev, k, strconv.FormatInt(k.own, 10))
 }
 
 // deletedKeys returns the keys of a messages.delete event's data: data.keys,
@@ -348,7 +391,64 @@ func (w wasender) reaction(ms []member, raw []byte) {
 	}
 	if ts := unixTime(lookup(rc, "senderTimestampMs")); ts > 0 {
 		ev.Timestamp = ts
+		k.own = ts
 	}
 	k.idOK = k.idOK && tk.idOK
 	w.gateway.message(ev, k, "reaction", tk.id, text)
+}
+
+// sendFailed reads a message.sent whose data reports a failure: {"success":
+// false, "error": "…"}. It has no message id: its identity is the fallback.
+func (w wasender) sendFailed(ms []member, raw []byte) {
+	ev := w.newEvent(KindStatus, raw)
+	ev.Type = "sent"
+	ev.Status = "failed"
+	if e := stringOf(lookup(ms, "error")); e != "" {
+		ev.Errors = []Error{{Message: e}}
+	}
+	w.fallback(ev, 0)
+}
+
+// calls returns the calls of a call event's data: data.call, or data, each
+// an object or an array.
+func (w wasender) calls(data []byte) [][]byte {
+	if ms, ok := members(data); ok {
+		if c := lookup(ms, "call"); c != nil {
+			els, _ := objects(c)
+			return els
+		}
+	}
+	els, _ := objects(data)
+	return els
+}
+
+// call reads one call object: id, from, status and date ("Call").
+func (w wasender) call(ms []member, raw []byte) {
+	id, ok := decodeString(lookup(ms, "id"))
+	ev := w.newEvent(KindCall, raw)
+	ev.Type = "call"
+	ev.Status = strings.ToLower(strings.TrimSpace(stringOf(lookup(ms, "status"))))
+	ev.From = party(stringOf(lookup(ms, "from")))
+	var own int64
+	if t, err := time.Parse(time.RFC3339, stringOf(lookup(ms, "date"))); err == nil {
+		own = t.Unix()
+		ev.Timestamp = own
+	}
+	w.gateway.call(ev, id, usableID(id, ok), own)
+}
+
+// field reads one element of a field event: its subject is the id, jid or
+// key.id it names, when any.
+func (w wasender) field(ms []member, raw []byte) {
+	subject := ""
+	for _, name := range []string{"id", "jid", "remoteJid"} {
+		if subject = stringOf(lookup(ms, name)); subject != "" {
+			break
+		}
+	}
+	if subject == "" {
+		key, _ := members(lookup(ms, "key"))
+		subject = stringOf(lookup(key, "id"))
+	}
+	w.gateway.field(raw, subject, 0)
 }

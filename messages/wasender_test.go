@@ -25,15 +25,15 @@ func TestParseWASenderFixtures(t *testing.T) {
 			from: "15550000001", ts: 1747775431, identity: "wasender|status|" + sessAPIKey + "|direct|in|34874643876|sent"}},
 		"wasender_message_receipt_update.json": {{kind: messages.KindStatus, account: sessReceipt, id: "message_id_here", typ: "receipt", status: "delivered",
 			from: "participant_jid_here", ts: 1234567890,
-			identity: "wasender|status|" + sessReceipt + "|group_jid_here@g.us|out|message_id_here|delivered|participant_jid_here"}},
+			identity: "wasender|status|" + sessReceipt + "|group_jid_here@g.us|out|message_id_here|delivered|1234567890"}},
 		"wasender_messages_delete.json": {{kind: messages.KindStatus, account: "default", id: "3EB0X123456789", typ: "delete", status: "deleted",
 			from: "123456789@lid", ts: 1633456820, identity: "wasender|status|default|direct|in|3EB0X123456789|deleted"}},
 		"wasender_messages_reaction.json": {{kind: messages.KindMessage, account: "default", id: "message-id-123", typ: "reaction",
 			from: "+1234567890", ts: 1633456810, identity: "wasender|message|default|direct|in|message-id-123|reaction|message-id-123|👍"}},
 		"wasender_session_status.json": {{kind: messages.KindField, account: "default", typ: "session.status", ts: 1633456789,
-			identity: "wasender|field|default|session.status|1633456789|" + sha256Hex(`{"status":"connected","session_id":"session-id-123"}`)}},
-		"wasender_qrcode_updated.json": {{kind: messages.KindUnknown, account: "default", typ: "qrcode.updated", ts: 1633456789,
-			identity: "wasender|unknown|default|qrcode.updated|qrcode.updated|1633456789|" + sha256Hex(`{"qr":"2@FAKEQRCODEDATA","session_id":"session-id-123"}`)}},
+			identity: "wasender|field|default|session.status||0|" + sha256Hex(`{"status":"connected","session_id":"session-id-123"}`)}},
+		"wasender_qrcode_updated.json": {{kind: messages.KindField, account: "default", typ: "qrcode.updated", ts: 1633456789,
+			identity: "wasender|field|default|qrcode.updated||0|" + sha256Hex(`{"qr":"2@FAKEQRCODEDATA","session_id":"session-id-123"}`)}},
 	}
 	gatewayFixtures(t, messages.ProviderWASender, "wasender_", messages.ParseWASender, tests)
 }
@@ -162,7 +162,8 @@ func TestWASenderStatuses(t *testing.T) {
 	}
 }
 
-// Receipts: per user, per status; the user's device does not matter.
+// Receipts: per status and own time; the user's address (device, @lid or
+// phone form) is not part of the identity, since it flips between deliveries.
 func TestWASenderReceipts(t *testing.T) {
 	rc := func(user, receipt string) string {
 		return wsBody("message-receipt.update", "k", 1234567890123, `{"message":{"key":{"remoteJid":"120363000000000001@g.us","id":"3EB0RC","fromMe":true},"receipt":{"userJid":"`+user+`",`+receipt+`}}}`)
@@ -170,8 +171,12 @@ func TestWASenderReceipts(t *testing.T) {
 	delivered := only(t, messages.ParseWASender, rc("15550000001@s.whatsapp.net", `"receiptTimestamp":1700000000`))
 	read := only(t, messages.ParseWASender, rc("15550000001@s.whatsapp.net", `"receiptTimestamp":1700000000,"readTimestamp":1700000100`))
 	played := only(t, messages.ParseWASender, rc("15550000001@s.whatsapp.net", `"playedTimestamp":1700000200`))
-	otherUser := only(t, messages.ParseWASender, rc("15550000002@s.whatsapp.net", `"receiptTimestamp":1700000000`))
-	device := only(t, messages.ParseWASender, rc("15550000001:3@s.whatsapp.net", `"receiptTimestamp":1700000005`))
+	otherUser := only(t, messages.ParseWASender, rc("15550000002@s.whatsapp.net", `"receiptTimestamp":1700000007`))
+	device := only(t, messages.ParseWASender, rc("15550000001:3@s.whatsapp.net", `"receiptTimestamp":1700000000`))
+	lid := only(t, messages.ParseWASender, rc("123456789012345@lid", `"receiptTimestamp":1700000000`))
+	if lid.Key != delivered.Key {
+		t.Errorf("the same receipt with the user as a LID: %q, want %q", lid.Identity, delivered.Identity)
+	}
 	sdk := gparse(t, messages.ParseWASender, wsBody("message-receipt.update", "k", 1,
 		`[{"key":{"remoteJid":"120363000000000001@g.us","id":"3EB0RC","fromMe":true},"receipt":{"userJid":"15550000001@s.whatsapp.net","status":"read","t":1700000100}}]`))
 	if delivered.Status != "delivered" || read.Status != "read" || played.Status != "played" {
@@ -298,7 +303,7 @@ func TestWASenderSessionHidden(t *testing.T) {
 func TestParseWASenderNotWebhook(t *testing.T) {
 	checkNotWebhook(t, messages.ParseWASender,
 		``, `  `, `not json`, `{"event":"messages.upsert"`, `[]`, `"messages.upsert"`, `{}`,
-		`{"event":1,"data":{}}`, `{"event":null}`, `{"data":{"messages":[]}}`,
+		`{"event":1,"data":{}}`, `{"event":null}`, `{"messages":[]}`,
 	)
 }
 
@@ -316,7 +321,6 @@ func TestWASenderUnknownShapes(t *testing.T) {
 		{`{"event":"messages.upsert","data":{"messages":[1,{"key":{"id":"A"}}]}}`, []messages.Kind{"unknown", "message"}, []string{"messages.upsert", ""}},
 		{`{"event":"messages.update","data":[null]}`, []messages.Kind{"unknown"}, []string{"messages.update"}},
 		{`{"event":"messages.reaction","data":{}}`, []messages.Kind{"message"}, []string{"reaction"}},
-		{`{"event":"chats.upsert","data":[{"id":"x"}]}`, []messages.Kind{"unknown"}, []string{"chats.upsert"}},
 		{`{"event":"poll.results","sessionId":"k","data":{"key":{"id":"P"}},"webhookId":"w1","event":"x"}`,
 			[]messages.Kind{"unknown", "unknown", "unknown"}, []string{"envelope.event", "envelope.webhookId", "x"}},
 		{`{"event":"session.status"}`, []messages.Kind{"unknown"}, []string{"session.status"}},
@@ -336,14 +340,29 @@ func TestWASenderUnknownShapes(t *testing.T) {
 	}
 }
 
-// session.status and unknown events keep their time: the same status at
-// another time is another event (a session that flaps is seen each time).
+// session.status has neither an id nor a time of its own: it is transient,
+// the envelope's timestamp is not part of its identity, and the repeat
+// window it was received in is (a session that flaps is seen each time).
 func TestWASenderSessionStatusTimes(t *testing.T) {
-	a := only(t, messages.ParseWASender, wsBody("session.status", "k", 1700000000, `{"status":"connected"}`))
-	b := only(t, messages.ParseWASender, wsBody("session.status", "k", 1700000600, `{"status":"connected"}`))
-	again := only(t, messages.ParseWASender, wsBody("session.status", "k", 1700000000, `{ "status" : "connected" }`))
-	if a.Key == b.Key || a.Key != again.Key {
-		t.Errorf("identities %q, %q, %q", a.Identity, b.Identity, again.Identity)
+	at := func(envelope int64, received time.Time, data string) messages.Event {
+		t.Helper()
+		evs, err := messages.ParseWASender([]byte(wsBody("session.status", "k", envelope, data)), received)
+		if err != nil || len(evs) != 1 || !evs[0].Transient {
+			t.Fatalf("%v %+v", err, evs)
+		}
+		messages.Window(evs, time.Hour)
+		return evs[0]
+	}
+	t0 := time.Date(2026, 1, 1, 10, 5, 0, 0, time.UTC)
+	a := at(1700000000, t0, `{"status":"connected"}`)
+	retry := at(1700000600, t0.Add(20*time.Minute), `{ "status" : "connected" }`)
+	later := at(1700000000, t0.Add(3*time.Hour), `{"status":"connected"}`)
+	other := at(1700000000, t0, `{"status":"disconnected"}`)
+	if a.Key != retry.Key || a.Key == later.Key || a.Key == other.Key {
+		t.Errorf("identities %q, %q, %q, %q", a.Identity, retry.Identity, later.Identity, other.Identity)
+	}
+	if want := "|window|" + fmt.Sprint(time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC).Unix()); !strings.HasSuffix(a.Identity, want) {
+		t.Errorf("identity %q, want it to end %q", a.Identity, want)
 	}
 }
 
