@@ -43,7 +43,7 @@ type provider struct {
 }
 
 // providers are every provider the ingress can serve, in route order.
-var providers = []provider{cloudProvider, wasenderProvider, wahaProvider}
+var providers = []provider{cloudProvider, wasenderProvider, wahaProvider, evolutionProvider}
 
 // served is a provider served by a Server.
 type served struct {
@@ -52,7 +52,8 @@ type served struct {
 }
 
 // Providers returns the names of the providers the ingress can serve
-// (messages.ProviderCloud, ProviderWASender, ProviderWAHA), in route order.
+// (messages.ProviderCloud, ProviderWASender, ProviderWAHA,
+// ProviderEvolution), in route order.
 func Providers() []string {
 	names := make([]string, len(providers))
 	for i, p := range providers {
@@ -62,7 +63,8 @@ func Providers() []string {
 }
 
 // Route returns the path of provider's webhook route ("/webhooks/whatsapp",
-// "/webhooks/wasender", "/webhooks/waha"), or "" for an unknown provider.
+// "/webhooks/wasender", "/webhooks/waha", "/webhooks/evolution"), or "" for
+// an unknown provider.
 func Route(provider string) string {
 	if p, ok := lookupProvider(provider); ok {
 		return p.path
@@ -72,7 +74,7 @@ func Route(provider string) string {
 
 // SignRequest sets on h the headers that authenticate body to provider's
 // route under secret (a Meta App Secret, a WASenderApi webhook secret, a WAHA
-// HMAC key), as the provider itself sets them. It is what tests, load and
+// HMAC key, an Evolution API token), as the provider itself sets them. It is what tests, load and
 // fault tools and wagate send need to post a body. It returns an error for an
 // unknown provider. It is safe for concurrent use.
 func SignRequest(h http.Header, provider string, body []byte, secret string) error {
@@ -200,6 +202,7 @@ func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (i
 		return http.StatusUnauthorized, Answer{Error: "invalid signature"}
 	}
 	events, err := p.parse(body, receivedAt.UTC())
+	messages.Window(events, s.cfg.RepeatWindow)
 	if err != nil {
 		if errors.Is(err, messages.ErrNotWebhook) {
 			s.log.Info("ingest: not a webhook", "provider", p.name, "bytes", len(body))

@@ -55,12 +55,13 @@ const (
 )
 
 // ErrNoSecret is returned by New when no provider has a secret (no App
-// Secret, WASenderApi secret or WAHA key) and Config.Insecure is not set.
+// Secret, WASenderApi secret, WAHA key or Evolution API token) and
+// Config.Insecure is not set.
 var ErrNoSecret = errors.New("ingest: no webhook secret configured (set Insecure to accept unsigned webhooks)")
 
 // Config configures a Server. The zero value of every field is its
 // documented default, except the providers' secrets (AppSecrets,
-// WASenderSecrets, WAHAKeys), at least one of which must be set unless
+// WASenderSecrets, WAHAKeys, EvolutionTokens), at least one of which must be set unless
 // Insecure is. A provider is served (its route registered) when it has a
 // secret, or under Insecure; otherwise its route answers 404.
 // Durations must not be negative.
@@ -87,6 +88,18 @@ type Config struct {
 	// any of them. Empty strings are refused. Empty: the route is not
 	// served, unless Insecure.
 	WAHAKeys []string
+	// EvolutionTokens are the Evolution API webhook tokens: a POST
+	// /webhooks/evolution is accepted when its Authorization header is
+	// "Bearer " and any of them (set in the instance's webhook headers).
+	// Empty strings are refused. Empty: the route is not served, unless
+	// Insecure.
+	EvolutionTokens []string
+	// RepeatWindow is how long a transient event (an item with neither an id
+	// nor a time of its own, messages.Event.Transient) is deduplicated: its
+	// identity ends with the window it was received in (messages.Window).
+	// Default messages.DefaultRepeatWindow (1 h), above the gateways' retry
+	// schedules.
+	RepeatWindow time.Duration
 	// Insecure serves, unsigned, every provider that has no secret: its
 	// bodies are accepted without any signature check. A provider with a
 	// secret is always checked. Without Insecure, New refuses to build a

@@ -27,8 +27,15 @@ const (
 	HeaderDelivery = "Wagate-Delivery"
 )
 
-// DefaultForwardTimeout bounds one forward when Forward.Client is nil.
-const DefaultForwardTimeout = 10 * time.Second
+// DefaultForwardTimeout bounds one forward when Forward.Client is nil: 5
+// minutes, so that slow business logic behind the URL (an LLM reply, a slow
+// CRM) finishes within one request. While a forward waits, the worker's
+// heartbeat keeps the event's lock and its JetStream AckWait alive, however
+// long that takes. A timeout is not a failure of the application: it is
+// wagate giving up on an answer, and the retry, after its backoff, is a
+// second request to an application that may still be running the first
+// (with the same Idempotency-Key and a higher fencing token).
+const DefaultForwardTimeout = 5 * time.Minute
 
 // Forward is a Handler that POSTs each event, as ev.Encode() writes it, to
 // URL, with HeaderIdempotencyKey, HeaderFencingToken and HeaderDelivery.
@@ -47,7 +54,8 @@ type Forward struct {
 	// followed unless Client.CheckRedirect is set: a POST redirected by 301,
 	// 302 or 303 would become a GET without the event, and its 2xx would
 	// mark the event done. Default: a client with Timeout
-	// DefaultForwardTimeout (10 s).
+	// DefaultForwardTimeout (5 min); a Timeout shorter than the application
+	// takes makes every event run twice or more (see DefaultForwardTimeout).
 	Client *http.Client
 	// Header is added to every request (for example Authorization). The
 	// headers above take precedence. Optional.

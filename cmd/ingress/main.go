@@ -37,6 +37,8 @@ func run(ctx context.Context) error {
 		AppSecrets:      cfg.Secrets(),
 		WASenderSecrets: cfg.WASenderSecretList(),
 		WAHAKeys:        cfg.WAHAKeyList(),
+		EvolutionTokens: cfg.EvolutionTokenList(),
+		RepeatWindow:    cfg.RepeatWindow,
 		VerifyToken:     cfg.MetaVerifyToken,
 		Insecure:        cfg.InsecureNoSecret,
 		BodyLimit:       cfg.BodyLimit,

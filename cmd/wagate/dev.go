@@ -108,6 +108,8 @@ func runDev(ctx context.Context, out io.Writer) error {
 		AppSecrets:      devAppSecrets(cfg, secrets),
 		WASenderSecrets: cfg.WASenderSecretList(),
 		WAHAKeys:        cfg.WAHAKeyList(),
+		EvolutionTokens: cfg.EvolutionTokenList(),
+		RepeatWindow:    cfg.RepeatWindow,
 		VerifyToken:     secrets.VerifyToken,
 		BodyLimit:       cfg.BodyLimit,
 		BodyMemory:      cfg.BodyMemory,

@@ -30,6 +30,8 @@ type Config struct {
 	MetaVerifyToken  string        `env:"META_VERIFY_TOKEN"`
 	WASenderSecrets  []string      `env:"WASENDER_SECRET" envSeparator:","` // WASenderApi webhook secrets
 	WAHAKeys         []string      `env:"WAHA_HMAC_KEY" envSeparator:","`   // WAHA webhook HMAC keys
+	EvolutionTokens  []string      `env:"EVOLUTION_TOKEN" envSeparator:","` // Evolution API webhook bearer tokens
+	RepeatWindow     time.Duration `env:"REPEAT_WINDOW" envDefault:"1h"`    // dedupe window of transient events
 	InsecureNoSecret bool          `env:"INSECURE_NO_SIGNATURE" envDefault:"false"`
 	BodyLimit        int64         `env:"BODY_LIMIT" envDefault:"4194304"`
 	BodyMemory       int64         `env:"BODY_MEMORY" envDefault:"268435456"`
@@ -40,7 +42,7 @@ type Config struct {
 	// Worker.
 	Handler           string        `env:"HANDLER" envDefault:"log"` // forward | log
 	ForwardURL        string        `env:"FORWARD_URL"`
-	ForwardTimeout    time.Duration `env:"FORWARD_TIMEOUT" envDefault:"10s"`
+	ForwardTimeout    time.Duration `env:"FORWARD_TIMEOUT" envDefault:"5m"`
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
 	WorkerHTTPAddr    string        `env:"WORKER_HTTP_ADDR" envDefault:":8081"`
 	LockTTL           time.Duration `env:"LOCK_TTL" envDefault:"30s"`
@@ -165,6 +167,10 @@ func (c Config) WASenderSecretList() []string { return trimmed(c.WASenderSecrets
 // WAHAKeyList returns the configured WAHA webhook HMAC keys, trimmed, empty
 // ones dropped.
 func (c Config) WAHAKeyList() []string { return trimmed(c.WAHAKeys) }
+
+// EvolutionTokenList returns the configured Evolution API webhook tokens,
+// trimmed, empty ones dropped.
+func (c Config) EvolutionTokenList() []string { return trimmed(c.EvolutionTokens) }
 
 // trimmed returns list with each value trimmed and empty ones dropped.
 func trimmed(list []string) []string {
