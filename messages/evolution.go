@@ -84,8 +84,16 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 		instance = "default"
 	}
 	g := gateway{provider: ProviderEvolution, event: event, receivedAt: receivedAt, session: instance, account: instance}
-	g.envelopeUnknowns(env, []string{"event", "instance", "data", "destination", "date_time",
-		"sender", "server_url", "apikey"})
+	// Every apikey member, a repeated one too, is known: none becomes an
+	// unknown event holding the key.
+	rest := make([]member, 0, len(env))
+	for _, m := range env {
+		if !m.is("apikey") {
+			rest = append(rest, m)
+		}
+	}
+	g.envelopeUnknowns(rest, []string{"event", "instance", "data", "destination", "date_time",
+		"sender", "server_url"})
 	data := lookup(env, "data")
 	if data == nil {
 		g.unknown(event, redactAPIKey(body, env))
@@ -143,7 +151,8 @@ func redactAPIKey(body []byte, env []member) []byte {
 			out = append(out, m.value...)
 		}
 	}
-	return append(out, '}')
+	out = append(out, '}')
+	return out[:len(out):len(out)]
 }
 
 // evolution reads the items of one Evolution API body.

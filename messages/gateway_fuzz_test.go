@@ -10,7 +10,8 @@ import (
 	"github.com/wagate/wagate/messages"
 )
 
-// fuzzGateway seeds f with every testdata body and extra, and checks that
+// fuzzGateway seeds f with every testdata body (the peer corpus included)
+// and extra, and checks that
 // parse never panics, refuses only with ErrNotWebhook, and makes well-formed
 // events (see checkEvents) with the same keys on a second run.
 func fuzzGateway(f *testing.F, parse messages.ParseFunc, extra ...string) {
@@ -18,6 +19,11 @@ func fuzzGateway(f *testing.F, parse messages.ParseFunc, extra ...string) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	peers, err := filepath.Glob(filepath.Join("testdata", "peers", "*", "*.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	files = append(files, peers...)
 	for _, path := range files {
 		body, err := os.ReadFile(path)
 		if err != nil {
@@ -71,5 +77,16 @@ func FuzzParseWAHA(f *testing.F) {
 		`{"event":"message.ack","session":"s","payload":{"id":"true__","ack":-7,"participant":"a:b:c@"}}`,
 		`{"event":"message.reaction","session":"s","payload":{"id":{"_serialized":"false_a@g.us_B_c"},"reaction":{"messageId":{}}}}`,
 		`{"event":"message.revoked","session":"","payload":{"before":{"id":"true_x"},"revokedMessageId":5}}`,
+	)
+}
+
+// FuzzParseEvolution: see fuzzGateway.
+// Run: go test -run '^$' -fuzz FuzzParseEvolution -fuzztime 30s ./messages/
+func FuzzParseEvolution(f *testing.F) {
+	fuzzGateway(f, messages.ParseEvolution,
+		``, `{"event":"MESSAGES_UPSERT","apikey":"k","apikey":"k2"}`,
+		`{"event":"messages.update","instance":"i","data":[{"keyId":"\ud800","status":7},{"key":{"id":"x"},"update":{"status":"READ"}},3]}`,
+		`{"event":"messages.delete","data":{"key":{"id":"x","remoteJid":"a@lid"}}}`,
+		`{"event":"call","data":[{"id":"c","status":"offer","date":"2025-09-22T21:34:00.000Z"}]}`,
 	)
 }

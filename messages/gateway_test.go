@@ -124,7 +124,7 @@ func checkNotWebhook(t *testing.T, parse messages.ParseFunc, bodies ...string) {
 }
 
 func TestParserRegistry(t *testing.T) {
-	for _, name := range []string{messages.ProviderCloud, messages.ProviderWASender, messages.ProviderWAHA} {
+	for _, name := range []string{messages.ProviderCloud, messages.ProviderWASender, messages.ProviderWAHA, messages.ProviderEvolution} {
 		p, ok := messages.Parser(name)
 		if !ok || p == nil {
 			t.Fatalf("Parser(%q): none", name)

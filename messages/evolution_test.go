@@ -1,0 +1,101 @@
+package messages_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/wagate/wagate/messages"
+)
+
+func TestParseEvolutionFixtures(t *testing.T) {
+	tests := map[string][]gwant{
+		"evolution_messages_upsert.json": {{kind: messages.KindMessage, account: "shop-main", id: "3EB0A1B2C3D4E5F60718", typ: "conversation",
+			from: "5511900000001", ts: 1763771103, identity: "evolution|message|shop-main|direct|in|3EB0A1B2C3D4E5F60718"}},
+		"evolution_send_message.json": {{kind: messages.KindMessage, account: "shop-main", id: "3EB0FFEEDDCCBBAA9988", typ: "extendedTextMessage",
+			from: "190000000000001@lid", ts: 1763771160, identity: "evolution|message|shop-main|direct|out|3EB0FFEEDDCCBBAA9988"}},
+		"evolution_messages_update.json": {{kind: messages.KindStatus, account: "shop-main", id: "3EB0FFEEDDCCBBAA9988", typ: "update", status: "read",
+			from: "5511900000001", identity: "evolution|status|shop-main|direct|out|3EB0FFEEDDCCBBAA9988|read"}},
+		"evolution_connection_update.json": {{kind: messages.KindField, account: "shop-main", typ: "connection.update",
+			identity: "evolution|field|shop-main|connection.update||0|" + sha256Hex(`{"instance":"shop-main","state":"open","statusReason":200}`)}},
+	}
+	gatewayFixtures(t, messages.ProviderEvolution, "evolution_", messages.ParseEvolution, tests)
+}
+
+func evoBody(event, data string) string {
+	return `{"event":"` + event + `","instance":"shop","data":` + data + `,"destination":"https://h.example/x","date_time":"2025-11-21T21:25:03.966Z",` +
+		`"sender":"5500000000002@s.whatsapp.net","server_url":"http://localhost:8080","apikey":"SECRET-INSTANCE-KEY"}`
+}
+
+// One message seen as messages.upsert and send.message, its chat written as
+// a phone JID then as a LID, in upper-case event names too: one key.
+func TestEvolutionOneMessageOneKey(t *testing.T) {
+	msg := func(chat string) string {
+		return `{"key":{"remoteJid":"` + chat + `","fromMe":true,"id":"3EB0AA"},"message":{"conversation":"x"},"messageTimestamp":1763771103}`
+	}
+	a := only(t, messages.ParseEvolution, evoBody("messages.upsert", msg("5511900000001@s.whatsapp.net")))
+	b := only(t, messages.ParseEvolution, evoBody("send.message", msg("190000000000001@lid")))
+	c := only(t, messages.ParseEvolution, evoBody("MESSAGES_UPSERT", msg("5511900000001@s.whatsapp.net")))
+	if a.Key != b.Key || a.Key != c.Key || a.Direction != "outbound" {
+		t.Errorf("identities %q %q %q, direction %q", a.Identity, b.Identity, c.Identity, a.Direction)
+	}
+	if c.Context.Field != "messages.upsert" {
+		t.Errorf("field %q", c.Context.Field)
+	}
+	group := only(t, messages.ParseEvolution, evoBody("messages.upsert", `{"key":{"remoteJid":"120363000000000001@g.us","fromMe":true,"id":"3EB0AA","participant":"5511@s.whatsapp.net"}}`))
+	if group.Key == a.Key {
+		t.Error("a group message has the key of a direct one with the same id")
+	}
+}
+
+// Statuses in both shapes Evolution API writes; deletions; calls; fields.
+func TestEvolutionEvents(t *testing.T) {
+	v2 := only(t, messages.ParseEvolution, evoBody("messages.update", `{"keyId":"3EB0AA","remoteJid":"5511@s.whatsapp.net","fromMe":true,"status":"DELIVERY_ACK"}`))
+	baileys := only(t, messages.ParseEvolution, evoBody("messages.update", `{"key":{"id":"3EB0AA","remoteJid":"1900@lid","fromMe":true},"update":{"status":3}}`))
+	read := only(t, messages.ParseEvolution, evoBody("messages.update", `{"keyId":"3EB0AA","remoteJid":"5511@s.whatsapp.net","fromMe":true,"status":"READ"}`))
+	if v2.Status != "delivered" || baileys.Status != "delivered" || v2.Key != baileys.Key || read.Key == v2.Key || read.Status != "read" {
+		t.Errorf("statuses %q %q %q; identities %q %q %q", v2.Status, baileys.Status, read.Status, v2.Identity, baileys.Identity, read.Identity)
+	}
+	del := only(t, messages.ParseEvolution, evoBody("messages.delete", `{"key":{"id":"3EB0AA","remoteJid":"5511@s.whatsapp.net","fromMe":true}}`))
+	if del.Kind != messages.KindStatus || del.Status != "deleted" || del.Identity != "evolution|status|shop|direct|out|3EB0AA|deleted" {
+		t.Errorf("deletion %+v", del)
+	}
+	calls := gparse(t, messages.ParseEvolution, evoBody("call", `[{"id":"CALL1","from":"5511@s.whatsapp.net","status":"offer","date":"2025-09-22T21:34:00.000Z"},{"id":"CALL1","from":"5511@s.whatsapp.net","status":"reject"}]`))
+	if len(calls) != 2 || calls[0].Kind != messages.KindCall || calls[0].Identity != "evolution|call|shop|CALL1|offer" || calls[1].Identity != "evolution|call|shop|CALL1|reject" {
+		t.Errorf("calls %+v", calls)
+	}
+	contacts := gparse(t, messages.ParseEvolution, evoBody("contacts.update", `[{"remoteJid":"a@s.whatsapp.net"},{"remoteJid":"b@s.whatsapp.net"}]`))
+	if len(contacts) != 2 || contacts[0].Kind != messages.KindField || !contacts[0].Transient || contacts[0].Key == contacts[1].Key {
+		t.Errorf("contacts %+v", contacts)
+	}
+	future := only(t, messages.ParseEvolution, evoBody("some.future.event", `{"x":1}`))
+	if future.Kind != messages.KindUnknown || future.Type != "some.future.event" {
+		t.Errorf("undocumented event %+v", future)
+	}
+	checkNotWebhook(t, messages.ParseEvolution, ``, `[]`, `{"instance":"x","data":{}}`, `{"event":5}`)
+}
+
+// The instance's apikey never reaches an event: items are taken from data,
+// and a body without data is kept with the key redacted.
+func TestEvolutionAPIKeyNeverStored(t *testing.T) {
+	for _, body := range []string{
+		evoBody("messages.upsert", `{"key":{"remoteJid":"5511@s.whatsapp.net","fromMe":false,"id":"3EB0AA"}}`),
+		evoBody("qrcode.updated", `{"qrcode":{"code":"2@abc"}}`),
+		`{"event":"logout.instance","instance":"shop","apikey":"SECRET-INSTANCE-KEY","apikey":"SECRET-INSTANCE-KEY","date_time":"2025-11-21T21:25:03.966Z"}`,
+		`{"event":"x","instance":"shop","data":{},"apikey":"SECRET-INSTANCE-KEY","extra":"SECRET-INSTANCE-KEY-not-a-key-member"}`,
+	} {
+		for _, ev := range gparse(t, messages.ParseEvolution, body) {
+			enc, err := ev.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type != "envelope.extra" && bytes.Contains(enc, []byte("SECRET-INSTANCE-KEY")) {
+				t.Errorf("%s: event holds the apikey: %s", body, enc)
+			}
+		}
+	}
+	ev := only(t, messages.ParseEvolution, `{"event":"logout.instance","instance":"shop","apikey":"SECRET-INSTANCE-KEY"}`)
+	if ev.Kind != messages.KindUnknown || !strings.Contains(string(ev.Item), `"apikey":"[redacted]"`) || !strings.Contains(string(ev.Item), `"instance":"shop"`) {
+		t.Errorf("body without data: item %s", ev.Item)
+	}
+}
