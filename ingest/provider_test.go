@@ -22,6 +22,7 @@ import (
 const (
 	testWASenderSecret = "wasender-webhook-secret-1c4e"
 	testWAHAKey        = "waha-hmac-key-77d0"
+	testEvolutionToken = "evolution-token-3a9f"
 )
 
 // gatewayConfig serves every provider, each with its test secret.
@@ -30,6 +31,7 @@ func gatewayConfig() Config {
 		AppSecrets:      []string{testSecret},
 		WASenderSecrets: []string{testWASenderSecret},
 		WAHAKeys:        []string{testWAHAKey},
+		EvolutionTokens: []string{testEvolutionToken},
 	}
 }
 
@@ -40,6 +42,8 @@ func testSecretOf(provider string) string {
 		return testWASenderSecret
 	case messages.ProviderWAHA:
 		return testWAHAKey
+	case messages.ProviderEvolution:
+		return testEvolutionToken
 	}
 	return testSecret
 }
@@ -104,9 +108,10 @@ func fixture(t testing.TB, name string) []byte {
 
 func TestRegistry(t *testing.T) {
 	want := map[string]string{
-		messages.ProviderCloud:    "/webhooks/whatsapp",
-		messages.ProviderWASender: "/webhooks/wasender",
-		messages.ProviderWAHA:     "/webhooks/waha",
+		messages.ProviderCloud:     "/webhooks/whatsapp",
+		messages.ProviderWASender:  "/webhooks/wasender",
+		messages.ProviderWAHA:      "/webhooks/waha",
+		messages.ProviderEvolution: "/webhooks/evolution",
 	}
 	names := Providers()
 	if len(names) != len(want) {
@@ -141,6 +146,7 @@ func TestProviderConfiguration(t *testing.T) {
 	}{
 		{"empty WASender secret", Config{AppSecrets: []string{"a"}, WASenderSecrets: []string{""}}, nil},
 		{"empty WAHA key", Config{WAHAKeys: []string{"k", ""}}, nil},
+		{"empty Evolution API token", Config{EvolutionTokens: []string{""}}, nil},
 	} {
 		c.cfg.Registerer = prometheus.NewRegistry()
 		if _, err := New(c.cfg, e.store, e.js); err == nil || errors.Is(err, ErrNoSecret) {
@@ -149,7 +155,7 @@ func TestProviderConfiguration(t *testing.T) {
 	}
 
 	// The default env serves the Cloud API only.
-	for _, p := range []string{messages.ProviderWASender, messages.ProviderWAHA} {
+	for _, p := range []string{messages.ProviderWASender, messages.ProviderWAHA, messages.ProviderEvolution} {
 		if code, _ := e.postTo(p, []byte(`{"event":"x","session":"s"}`), ""); code != http.StatusNotFound {
 			t.Errorf("%s not configured: got %d, want 404", p, code)
 		}
@@ -174,13 +180,15 @@ func TestProviderConfiguration(t *testing.T) {
 			body = fixture(t, "wasender_message_sent.json")
 		case messages.ProviderWAHA:
 			body = fixture(t, "waha_message.json")
+		case messages.ProviderEvolution:
+			body = fixture(t, "evolution_messages_upsert.json")
 		}
 		if code, text := insecure.postTo(p, body, ""); code != http.StatusOK {
 			t.Errorf("%s insecure, unsigned: got %d %s, want 200", p, code, text)
 		}
 	}
-	if n := len(insecure.stored()); n != 3 {
-		t.Errorf("stream holds %d messages, want 3", n)
+	if n := len(insecure.stored()); n != 4 {
+		t.Errorf("stream holds %d messages, want 4", n)
 	}
 }
 
@@ -190,17 +198,15 @@ func TestProviderConfiguration(t *testing.T) {
 func TestGatewayFixturesStoredOnce(t *testing.T) {
 	e := newEnv(t, gatewayConfig())
 	want := map[string]messages.Event{}
-	for _, prefix := range []string{"wasender_", "waha_"} {
-		provider := messages.ProviderWASender
-		if prefix == "waha_" {
-			provider = messages.ProviderWAHA
-		}
+	for prefix, provider := range map[string]string{"wasender_": messages.ProviderWASender, "waha_": messages.ProviderWAHA, "evolution_": messages.ProviderEvolution} {
 		parse, _ := messages.Parser(provider)
 		for name, body := range gatewayFixtures(t, prefix) {
 			evs, err := parse(body, time.Now())
 			if err != nil || len(evs) == 0 {
 				t.Fatalf("%s: %d events, %v", name, len(evs), err)
 			}
+			// Transient events: the server's window is the default one.
+			messages.Window(evs, 0)
 			fresh := 0
 			for _, ev := range evs {
 				if _, seen := want[ev.Key]; !seen {
@@ -239,7 +245,7 @@ func TestGatewayFixturesStoredOnce(t *testing.T) {
 			t.Errorf("%s: state %v, want accepted", w.Key, s)
 		}
 	}
-	for _, path := range []string{pathWASender, pathWAHA} {
+	for _, path := range []string{pathWASender, pathWAHA, pathEvolution} {
 		if n := e.metric("wagate_ingest_requests_total", "route", path, "code", "200"); n == 0 {
 			t.Errorf("requests{%s,200} = 0", path)
 		}
@@ -308,6 +314,7 @@ func TestGatewayBadInput(t *testing.T) {
 	e := newEnv(t, gatewayConfig())
 	body := fixture(t, "wasender_messages_upsert.json")
 	wbody := fixture(t, "waha_message.json")
+	ebody := fixture(t, "evolution_messages_upsert.json")
 	refused := []struct {
 		name     string
 		provider string
@@ -323,6 +330,10 @@ func TestGatewayBadInput(t *testing.T) {
 		{"waha other body", messages.ProviderWAHA, wbody, http.Header{HeaderWAHAHmac: {SignWAHA(body, testWAHAKey)}}},
 		{"waha sha256 claimed", messages.ProviderWAHA, wbody, http.Header{HeaderWAHAHmac: {SignWAHA(wbody, testWAHAKey)}, HeaderWAHAHmacAlgorithm: {"sha256"}}},
 		{"waha with the WASender secret", messages.ProviderWAHA, wbody, http.Header{HeaderWASenderSignature: {testWASenderSecret}}},
+		{"evolution unsigned", messages.ProviderEvolution, ebody, http.Header{}},
+		{"evolution wrong token", messages.ProviderEvolution, ebody, http.Header{HeaderEvolutionToken: {"Bearer not-the-token"}}},
+		{"evolution token without scheme", messages.ProviderEvolution, ebody, http.Header{HeaderEvolutionToken: {testEvolutionToken}}},
+		{"evolution apikey of the body", messages.ProviderEvolution, ebody, http.Header{"Apikey": {"EVOLUTION-INSTANCE-KEY-0001"}}},
 	}
 	for _, c := range refused {
 		req, _ := http.NewRequest(http.MethodPost, e.http.URL+Route(c.provider), bytes.NewReader(c.body))
@@ -342,7 +353,8 @@ func TestGatewayBadInput(t *testing.T) {
 		body     string
 		title    string
 	}{
-		{messages.ProviderWASender, `{"data":{}}`, "WASenderApi"},
+		{messages.ProviderWASender, `{"sessionId":"s"}`, "WASenderApi"},
+		{messages.ProviderEvolution, `{"instance":"shop","data":{}}`, "Evolution API"},
 		{messages.ProviderWASender, `not json`, "WASenderApi"},
 		{messages.ProviderWAHA, `{"event":"message","payload":{}}`, "WAHA"},
 		{messages.ProviderWAHA, string(body), "WAHA"}, // a WASenderApi body has no session
@@ -352,8 +364,11 @@ func TestGatewayBadInput(t *testing.T) {
 		}
 	}
 
-	e.answer(messages.ProviderWASender, []byte(`{"event":"chats.upsert","data":[{"id":"x@g.us"}]}`), http.StatusOK)
-	e.answer(messages.ProviderWAHA, []byte(`{"event":"presence.update","session":"default","payload":{"id":"x@c.us"}}`), http.StatusOK)
+	e.answer(messages.ProviderWASender, []byte(`{"event":"newsletter.future-event","data":[{"id":"x@g.us"}]}`), http.StatusOK)
+	e.answer(messages.ProviderWAHA, []byte(`{"event":"future.event","session":"default","payload":{"id":"x@c.us"}}`), http.StatusOK)
+	// A WASenderApi body with data but no event name (older examples) is
+	// stored, not refused: a 4xx would lose it for good.
+	e.answer(messages.ProviderWASender, []byte(`{"timestamp":1633456789,"data":{"messages":{"key":{"id":"3EB0NOEVENT","fromMe":false,"remoteJid":"15550000009@s.whatsapp.net"},"message":{"conversation":"hi"}}}}`), http.StatusOK)
 	e.answer(messages.ProviderWASender, []byte(`{"event":"messages.upsert","data":{"messages":[{"key":{"fromMe":false,"remoteJid":"x@lid"},"messageTimestamp":1,"message":{"conversation":"no id"}}]}}`), http.StatusOK)
 	kinds := map[messages.Kind]int{}
 	fallback := 0
@@ -363,8 +378,8 @@ func TestGatewayBadInput(t *testing.T) {
 			fallback++
 		}
 	}
-	if kinds[messages.KindUnknown] != 2 || kinds[messages.KindMessage] != 1 || fallback != 1 {
-		t.Errorf("stored kinds %v, %d fallbacks; want 2 unknown, 1 message with a fallback identity", kinds, fallback)
+	if kinds[messages.KindUnknown] != 2 || kinds[messages.KindMessage] != 2 || fallback != 1 {
+		t.Errorf("stored kinds %v, %d fallbacks; want 2 unknown, 2 messages, 1 with a fallback identity", kinds, fallback)
 	}
 	if n := e.metric("wagate_ingest_fallback_identities_total", "kind", "message"); n != 1 {
 		t.Errorf("fallback identities = %v, want 1", n)
@@ -373,7 +388,7 @@ func TestGatewayBadInput(t *testing.T) {
 
 // Secret rotation for the gateways: any configured secret is accepted.
 func TestGatewaySecretRotation(t *testing.T) {
-	e := newEnv(t, Config{WASenderSecrets: []string{"old-secret", "new-secret"}, WAHAKeys: []string{"old-key", "new-key"}})
+	e := newEnv(t, Config{WASenderSecrets: []string{"old-secret", "new-secret"}, WAHAKeys: []string{"old-key", "new-key"}, EvolutionTokens: []string{"old-token", "new-token"}})
 	ws := fixture(t, "wasender_message_sent.json")
 	wh := fixture(t, "waha_message.json")
 	for _, secret := range []string{"old-secret", "new-secret"} {
@@ -389,8 +404,17 @@ func TestGatewaySecretRotation(t *testing.T) {
 	if code, _ := e.postTo(messages.ProviderWAHA, wh, "retired-key"); code != http.StatusUnauthorized {
 		t.Errorf("retired WAHA key: %d, want 401", code)
 	}
-	if n := len(e.stored()); n != 2 {
-		t.Errorf("stream holds %d messages, want 2", n)
+	ev := fixture(t, "evolution_messages_upsert.json")
+	for _, tok := range []string{"old-token", "new-token"} {
+		if code, text := e.postTo(messages.ProviderEvolution, ev, tok); code != http.StatusOK {
+			t.Errorf("Evolution API token %s: %d %s", tok, code, text)
+		}
+	}
+	if code, _ := e.postTo(messages.ProviderEvolution, ev, "retired-token"); code != http.StatusUnauthorized {
+		t.Errorf("retired Evolution API token: %d, want 401", code)
+	}
+	if n := len(e.stored()); n != 3 {
+		t.Errorf("stream holds %d messages, want 3", n)
 	}
 }
 
@@ -403,13 +427,23 @@ func TestGatewayLogsOmitSecrets(t *testing.T) {
 	_, _ = e.postTo(messages.ProviderWASender, body, "wrong-secret-value")
 	wbody := fixture(t, "waha_message.json")
 	e.answer(messages.ProviderWAHA, wbody, http.StatusOK)
+	ebody := fixture(t, "evolution_messages_upsert.json")
+	e.answer(messages.ProviderEvolution, ebody, http.StatusOK)
+	e.answer(messages.ProviderEvolution, []byte(`{"event":"logout.instance","instance":"shop-main","apikey":"EVOLUTION-INSTANCE-KEY-0001"}`), http.StatusOK)
 	logs := e.logs.String()
-	for _, secret := range []string{testWASenderSecret, testWAHAKey, SignWAHA(wbody, testWAHAKey), "wrong-secret-value", "api-key-in-body-5b1", "a private text", "15550000001"} {
+	for _, secret := range []string{testWASenderSecret, testWAHAKey, SignWAHA(wbody, testWAHAKey), "wrong-secret-value", "api-key-in-body-5b1", "a private text", "15550000001",
+		testEvolutionToken, "EVOLUTION-INSTANCE-KEY-0001", "Bom dia"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs hold %q", secret)
 		}
 	}
 	if !strings.Contains(logs, `"provider":"wasender"`) {
 		t.Errorf("no log line names the provider")
+	}
+	// Evolution API's instance key is not in any stored event either.
+	for _, m := range e.stored() {
+		if bytes.Contains(m.raw.Data, []byte("EVOLUTION-INSTANCE-KEY-0001")) {
+			t.Errorf("stored event holds the instance apikey: %s", m.raw.Data)
+		}
 	}
 }

@@ -91,3 +91,39 @@ func TestCloudVerifier(t *testing.T) {
 		t.Error("cloud verifier: wrong answers")
 	}
 }
+
+// The Evolution API check: "Authorization: Bearer <token>", the token equal
+// to one of them exactly.
+func TestBearerVerifier(t *testing.T) {
+	v := newBearerVerifier([][]byte{[]byte("first-token"), []byte("second-token")})
+	cases := []struct {
+		header []string
+		want   bool
+	}{
+		{[]string{"Bearer first-token"}, true},
+		{[]string{"Bearer second-token"}, true},
+		{[]string{"bearer first-token"}, true},
+		{nil, false},
+		{[]string{""}, false},
+		{[]string{"first-token"}, false},
+		{[]string{"Bearer "}, false},
+		{[]string{"Bearer first-toke"}, false},
+		{[]string{"Bearer first-token "}, false},
+		{[]string{"Basic first-token"}, false},
+		{[]string{"Bearer FIRST-TOKEN"}, false},
+	}
+	for _, c := range cases {
+		h := http.Header{}
+		if c.header != nil {
+			h[HeaderEvolutionToken] = c.header
+		}
+		if got := v.Verify(h, []byte(`{"any":"body"}`)); got != c.want {
+			t.Errorf("header %q: %v, want %v", c.header, got, c.want)
+		}
+	}
+	for _, sum := range v.(bearerVerifier) {
+		if strings.Contains(string(sum[:]), "token") {
+			t.Error("a token is kept as it is")
+		}
+	}
+}
