@@ -1,7 +1,8 @@
 // Package e2e runs the built wagate binaries as separate processes against
 // real Redis and a real NATS server with JetStream, and checks the contract
-// end to end: every event of every payload fixture is forwarded exactly once
-// with its key, however often and however concurrently it is delivered.
+// end to end: every event of every payload fixture, and of every body of the
+// peer corpus, is forwarded exactly once with its key, however often and
+// however concurrently it is delivered.
 package e2e
 
 import (
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +35,13 @@ const (
 	secret         = "e2e-app-secret"
 	wasenderSecret = "e2e-wasender-secret"
 	wahaKey        = "e2e-waha-hmac-key"
+	evolutionToken = "e2e-evolution-token"
 )
+
+// repeatWindow is the ingress's WAGATE_REPEAT_WINDOW in this test: long, so
+// that the keys of transient events computed here before the run are those
+// the ingress makes during it (a window starts every ten years).
+const repeatWindow = 10 * 365 * 24 * time.Hour
 
 // secretOf is the secret the ingress is given for provider.
 func secretOf(provider string) string {
@@ -42,6 +50,8 @@ func secretOf(provider string) string {
 		return wasenderSecret
 	case messages.ProviderWAHA:
 		return wahaKey
+	case messages.ProviderEvolution:
+		return evolutionToken
 	}
 	return secret
 }
@@ -196,14 +206,16 @@ func post(base string, f fixture) (int, error) {
 type fixture struct {
 	provider string
 	body     []byte
+	peer     bool // from the peer corpus, messages/testdata/peers
 }
 
 // fixturePrefixes maps the payload files of each provider to it: mixed
 // traffic from every provider the ingress serves.
 var fixturePrefixes = map[string]string{
-	"meta_":     messages.ProviderCloud,
-	"wasender_": messages.ProviderWASender,
-	"waha_":     messages.ProviderWAHA,
+	"meta_":      messages.ProviderCloud,
+	"wasender_":  messages.ProviderWASender,
+	"waha_":      messages.ProviderWAHA,
+	"evolution_": messages.ProviderEvolution,
 }
 
 // fixtures returns every payload fixture of every provider with the keys its
@@ -214,10 +226,18 @@ func fixtures(t *testing.T) (bodies map[string]fixture, want map[string][]messag
 	t.Helper()
 	bodies = map[string]fixture{}
 	want = map[string][]messages.Event{}
+	type glob struct{ pattern, provider string }
+	var globs []glob
 	for prefix, provider := range fixturePrefixes {
-		files, err := filepath.Glob(filepath.Join("..", "messages", "testdata", prefix+"*.json"))
+		globs = append(globs,
+			glob{filepath.Join("..", "messages", "testdata", prefix+"*.json"), provider},
+			glob{filepath.Join("..", "messages", "testdata", "peers", provider, "*.json"), provider})
+	}
+	for _, g := range globs {
+		provider := g.provider
+		files, err := filepath.Glob(g.pattern)
 		if err != nil || len(files) == 0 {
-			t.Fatalf("no %s fixtures: %v", provider, err)
+			t.Fatalf("no %s fixtures: %v", g.pattern, err)
 		}
 		parse, ok := messages.Parser(provider)
 		if !ok {
@@ -235,10 +255,12 @@ func fixtures(t *testing.T) (bodies map[string]fixture, want map[string][]messag
 			if len(evs) == 0 {
 				t.Fatalf("%s: no events", f)
 			}
+			messages.Window(evs, repeatWindow)
 			for _, ev := range evs {
 				want[ev.Key] = append(want[ev.Key], ev)
 			}
-			bodies[filepath.Base(f)] = fixture{provider: provider, body: b}
+			name, _ := filepath.Rel(filepath.Join("..", "messages", "testdata"), f)
+			bodies[name] = fixture{provider: provider, body: b, peer: strings.HasPrefix(name, "peers")}
 		}
 	}
 	return bodies, want
@@ -262,6 +284,8 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 		"WAGATE_META_APP_SECRET=" + secret,
 		"WAGATE_WASENDER_SECRET=" + wasenderSecret,
 		"WAGATE_WAHA_HMAC_KEY=" + wahaKey,
+		"WAGATE_EVOLUTION_TOKEN=" + evolutionToken,
+		"WAGATE_REPEAT_WINDOW=" + repeatWindow.String(),
 		"WAGATE_META_VERIFY_TOKEN=e2e-verify",
 		"WAGATE_LOG_LEVEL=debug",
 	}
@@ -305,11 +329,16 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 			expect200(n, ingress[(i+round)%2])
 		}
 	}
-	// Then 20 copies of each at the same moment, across both ingresses.
+	// Then copies of each at the same moment, across both ingresses: 20 of
+	// each fixture, 4 of each peer body (there are many).
 	for _, n := range names {
+		copies := 20
+		if bodies[n].peer {
+			copies = 4
+		}
 		var wg sync.WaitGroup
 		startGun := make(chan struct{})
-		for c := range 20 {
+		for c := range copies {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -401,5 +430,12 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 	if info.State.Msgs != uint64(len(want)) {
 		t.Errorf("events stream holds %d messages, want %d (one per distinct event)", info.State.Msgs, len(want))
 	}
-	t.Logf("%d fixtures, %d distinct events (%v by provider), %d POSTs, %d forwards", len(bodies), len(want), wantBy, len(bodies)*22, len(sk.snapshot()))
+	peers := 0
+	for _, b := range bodies {
+		if b.peer {
+			peers++
+		}
+	}
+	t.Logf("%d bodies (%d of the peer corpus), %d distinct events (%v by provider), %d POSTs, %d forwards",
+		len(bodies), peers, len(want), wantBy, (len(bodies)-peers)*22+peers*6, len(sk.snapshot()))
 }

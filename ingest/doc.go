@@ -16,15 +16,18 @@
 //	POST /webhooks/whatsapp   Cloud API events (X-Hub-Signature-256)
 //	POST /webhooks/wasender   WASenderApi events (X-Webhook-Signature)
 //	POST /webhooks/waha       WAHA events (X-Webhook-Hmac)
+//	POST /webhooks/evolution  Evolution API events (Authorization: Bearer)
 //	GET  /healthz             alive: always 200
 //	GET  /readyz              200 when the store and JetStream answer, else 503
 //	GET  /metrics             Prometheus metrics
 //
 // A provider's routes are served when it has a secret (Config.AppSecrets,
-// WASenderSecrets, WAHAKeys), or unsigned under Config.Insecure; otherwise
-// they answer 404. Every provider goes through the same steps (read, verify,
-// parse with its messages parser, claim, publish); see Route, SignRequest and
-// the Verifier interface.
+// WASenderSecrets, WAHAKeys, EvolutionTokens), or unsigned under
+// Config.Insecure; otherwise they answer 404. Every provider goes through the
+// same steps (read, verify, parse with its messages parser, end the
+// identities of transient events with their repeat window
+// (Config.RepeatWindow, messages.Window), claim, publish); see Route,
+// SignRequest and the Verifier interface.
 //
 // # Answers to a webhook POST
 //

@@ -53,7 +53,7 @@ type Provider struct {
 
 // Body is one webhook body and everything it was answered.
 type Body struct {
-	Provider string    // messages.ProviderCloud, ProviderWASender or ProviderWAHA
+	Provider string    // messages.ProviderCloud, ProviderWASender, ProviderWAHA or ProviderEvolution
 	Data     []byte    // the exact bytes posted and signed
 	Keys     []string  // distinct event keys, as messages.Parse reads them
 	Events   int       // events in the body, repeats included
@@ -349,8 +349,8 @@ func (ep *eventPool) itemsByKey() map[string][]byte {
 }
 
 // gatewayBody makes a body holding one new inbound message from a gateway,
-// WASenderApi or WAHA in turn, and reads its key and item back with the
-// provider's parser, as the ingress will.
+// WASenderApi, WAHA or Evolution API in turn, and reads its key and item back
+// with the provider's parser, as the ingress will.
 func (ep *eventPool) gatewayBody() *Body {
 	ep.mu.Lock()
 	n := len(ep.gateway)
@@ -358,10 +358,15 @@ func (ep *eventPool) gatewayBody() *Body {
 	provider, data := messages.ProviderWASender, fmt.Appendf(nil,
 		`{"event":"messages.upsert","sessionId":"chaos-session","timestamp":1750000000,"data":{"messages":[{"key":{"id":"CHAOSWS%s%06d","fromMe":false,"remoteJid":"15550000001@s.whatsapp.net","cleanedSenderPn":"15550000001"},"messageBody":"chaos %d","message":{"conversation":"chaos %d"}}]}}`,
 		ep.tag, n, n, n)
-	if n%2 == 1 {
+	switch n % 3 {
+	case 1:
 		provider, data = messages.ProviderWAHA, fmt.Appendf(nil,
 			`{"id":"evt_chaos_%s_%06d","timestamp":1750000000000,"session":"default","event":"message","payload":{"id":"false_15550000001@c.us_CHAOSWAHA%s%06d","timestamp":1750000000,"from":"15550000001@c.us","fromMe":false,"body":"chaos %d"}}`,
 			ep.tag, n, ep.tag, n, n)
+	case 2:
+		provider, data = messages.ProviderEvolution, fmt.Appendf(nil,
+			`{"event":"messages.upsert","instance":"chaos","data":{"key":{"remoteJid":"15550000001@s.whatsapp.net","fromMe":false,"id":"CHAOSEVO%s%06d"},"message":{"conversation":"chaos %d"},"messageType":"conversation","messageTimestamp":1750000000},"date_time":"2025-06-15T12:00:00.000Z","sender":"15550000000@s.whatsapp.net","server_url":"http://evolution.invalid","apikey":"chaos-instance-key"}`,
+			ep.tag, n, n)
 	}
 	parse, _ := messages.Parser(provider)
 	evs, err := parse(data, time.Now())

@@ -219,6 +219,7 @@ func (s *Stack) newIngress(i int) *Proc {
 			"WAGATE_META_APP_SECRET="+Secret,
 			"WAGATE_WASENDER_SECRET="+Secret,
 			"WAGATE_WAHA_HMAC_KEY="+Secret,
+			"WAGATE_EVOLUTION_TOKEN="+Secret,
 			"WAGATE_REDIS_POLICY="+s.Cfg.Policy,
 			"WAGATE_FAILPOINTS="+s.Cfg.IngressFailpoints,
 		),
