@@ -11,7 +11,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/wagate/wagate/internal/testenv"
@@ -237,4 +239,46 @@ func TestForwardErrorAnswerNotLogged(t *testing.T) {
 	if reason := e.dlq()[0].Header.Get(HeaderError); !strings.Contains(reason, "422") {
 		t.Errorf("dead letter's error %q lacks the status", reason)
 	}
+}
+
+// slowApp is an application behind forward that takes delay to answer 200,
+// unless the request is given up first; it counts the requests it got.
+type slowApp struct {
+	delay    time.Duration
+	requests atomic.Int32
+}
+
+func (a *slowApp) RoundTrip(r *http.Request) (*http.Response, error) {
+	a.requests.Add(1)
+	select {
+	case <-time.After(a.delay):
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+}
+
+// An application that takes 35 s (an LLM reply, a slow CRM) gets one request
+// under the default timeout and answers it; one slower than the timeout gets
+// a retryable error, not a permanent one (the worker retries it after its
+// backoff). Runs on synctest's fake clock.
+func TestForwardDefaultTimeoutCoversSlowApps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		app := &slowApp{delay: 35 * time.Second}
+		f := NewForward("http://app.invalid/hook", &http.Client{Timeout: DefaultForwardTimeout, Transport: app})
+		start := time.Now()
+		if err := f.Handle(context.Background(), sampleEvent()); err != nil {
+			t.Fatalf("35 s application: %v", err)
+		}
+		if n := app.requests.Load(); n != 1 || time.Since(start) != 35*time.Second {
+			t.Errorf("%d requests in %v, want 1 in 35s", n, time.Since(start))
+		}
+
+		slow := &slowApp{delay: DefaultForwardTimeout + time.Minute}
+		f = NewForward("http://app.invalid/hook", &http.Client{Timeout: DefaultForwardTimeout, Transport: slow})
+		err := f.Handle(context.Background(), sampleEvent())
+		if err == nil || IsPermanent(err) {
+			t.Errorf("application slower than the timeout: %v, want a retryable error", err)
+		}
+	})
 }
