@@ -16,13 +16,23 @@ import (
 //
 //   - field "messages": each value.messages[] item is a KindMessage event
 //     (Meta, "Webhooks reference: messages"), each value.statuses[] item a
-//     KindStatus event (Meta, "Status messages webhook reference"), each
-//     value.errors[] item a KindError event;
+//     KindStatus event (Meta, "Status messages webhook reference"; a status
+//     of a group message is one per group participant, "Webhooks for Groups
+//     API"), each value.errors[] item a KindError event;
+//   - field "smb_message_echoes": each value.message_echoes[] item is a
+//     KindMessage event with Direction "outbound" (a message the business
+//     sent from the WhatsApp Business app; Meta, "smb_message_echoes webhook
+//     reference"); From is its recipient ("to");
+//   - field "history": each message of value.history[].threads[].messages[]
+//     (and of value.messages[]) is a KindMessage event with Direction
+//     "history" (Meta, "history webhook reference"); errors are KindError
+//     events;
 //   - field "calls": each value.calls[] item is a KindCall event whose Type is
-//     the call's "event" (connect, terminate), each value.statuses[] item a
-//     KindStatus event (RINGING, ACCEPTED, REJECTED), each value.errors[]
-//     item a KindError event (Meta, Calling API: "API and Webhook
-//     Reference", "User-initiated calls", "Business-initiated calls");
+//     the call's "event" (connect, terminate), and each value.statuses[] item
+//     (a call status: RINGING, ACCEPTED, REJECTED; Type "call") is a KindCall
+//     event too, each value.errors[] item a KindError event (Meta, Calling
+//     API: "API and Webhook Reference", "User-initiated calls",
+//     "Business-initiated calls");
 //   - any other field (message_template_status_update, account_update,
 //     phone_number_quality_update, …): one KindField event per change, whose
 //     Item is the whole change object and whose Type is the field name.
@@ -40,19 +50,29 @@ import (
 //
 // Identities (see Event.Identity; parts joined with Identity):
 //
-//	message      cloud|message|<account>|<wamid>
-//	status       cloud|status|<account>|<wamid>|<status>
-//	call         cloud|call|<account>|<call id>|<event>
+//	message      cloud|message|<account>|<field>|<wamid>[|reaction|<emoji>]
+//	status       cloud|status|<account>|<field>|<wamid>|<status>[|<participant>]
+//	call         cloud|call|<account>|calls|<call id>|event|<event>
+//	call status  cloud|call|<account>|calls|<call id>|status|<status>
 //	field, error cloud|<kind>|<field>|<entry id>|<entry time>|<account>|<hash>
 //	unknown      cloud|unknown|<field>|<entry id>|<entry time>|<account>|<where>|<hash>
-//	fallback     cloud|<kind>|<account>|fallback|<from>|<timestamp>|<status>|<hash>
+//	fallback     cloud|<kind>|<account>|<field>|fallback|<from>|<timestamp>|<status>|<hash>
 //
-// where <hash> is the hex SHA-256 of the item's JSON after json.Compact (so
+// The field is part of every identity, so a call status never shares a key
+// with a message status of the same id and value, and an echo or a history
+// message never shares one with a message of the messages field. A reaction
+// adds its emoji ("" for a removal, whether the emoji is empty or missing): a
+// reaction and its removal are two events. A status about a group
+// participant adds the participant (recipient_participant_id, see
+// groupParticipant): Meta sends one status per participant of one message.
+// <hash> is the hex SHA-256 of the item's JSON after json.Compact (so
 // whitespace does not matter, escapes do) and <where> is the unknown event's
-// Type. The fallback identity, with Fallback set, is used for a message,
-// status or call whose id is missing, empty or not a string (or decodes to
-// U+FFFD: invalid UTF-8 or a lone surrogate, which would let two ids meet), a
-// status without a string status, and a call without a string event.
+// Type. Items without an id are deduplicated over the whole dedupe horizon,
+// which matches Meta's retry schedule (up to 7 days): none is Transient. The
+// fallback identity, with Fallback set, is used for a message, status or
+// call whose id is missing, empty or not a string (or decodes to U+FFFD:
+// invalid UTF-8 or a lone surrogate, which would let two ids meet), a status
+// without a string status, and a call without a string event.
 //
 // Parse returns an error wrapping ErrNotWebhook, with the reason, when body is
 // empty, not JSON, not a JSON object, or lacks a string "object" or an array

@@ -10,15 +10,15 @@ type Kind string
 
 // The kinds of Event.
 const (
-	KindMessage Kind = "message" // an inbound message (messages[] item)
-	KindStatus  Kind = "status"  // a status of an outbound message: sent, delivered, read, played, failed
-	KindCall    Kind = "call"    // a calling event (calls[] item)
+	KindMessage Kind = "message" // a message: inbound, or outbound or historical (see Event.Direction)
+	KindStatus  Kind = "status"  // a status of a message: sent, delivered, read, played, failed, deleted
+	KindCall    Kind = "call"    // a calling event (an item of the calls field, a gateway's call)
 	KindField   Kind = "field"   // a change of a non-message field (template status, account update, …)
 	KindError   Kind = "error"   // a value-level error (value.errors[] item)
 	KindUnknown Kind = "unknown" // anything inside a valid envelope that wagate does not recognise
 )
 
-// Providers.
+// Providers (see also ProviderWASender, ProviderWAHA, ProviderEvolution).
 const (
 	// ProviderCloud is Meta's WhatsApp Business Cloud API.
 	ProviderCloud = "cloud"
@@ -55,7 +55,8 @@ type Event struct {
 	// calls RINGING, ACCEPTED, REJECTED); statuses only.
 	Status string `json:"status,omitempty"`
 	// From is the sender (messages: from) or recipient (statuses:
-	// recipient_id) as the provider wrote it; empty when the item has none.
+	// recipient_id; Cloud API echoes: to) as the provider wrote it; empty
+	// when the item has none.
 	// For a gateway, the other party, as a phone number when known.
 	From string `json:"from"`
 	// Timestamp is the provider's time of the item, in Unix seconds; 0 when

@@ -22,7 +22,9 @@ var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "play
 // session name), a "payload", and optionally "id" (the event's own id,
 // "evt_…"), "timestamp" (Unix milliseconds), "metadata", "engine", "me" and
 // "environment" (WAHA, "Webhooks", waha.devlike.pro/docs/how-to/webhooks/).
-// Events, each defined on a WAHA documentation page:
+// Every event below is defined on WAHA's "Events" page
+// (waha.devlike.pro/docs/how-to/events/), most also on the page of its
+// feature, named:
 //
 //   - message, message.any ("Events", waha.devlike.pro/docs/how-to/events/):
 //     one KindMessage event, the payload; Type is payload.type, else

@@ -20,46 +20,49 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 //
 // The body is a JSON object with a string "event", a "timestamp" (Unix
 // seconds or milliseconds), an optional "sessionId" and "data"
-// (WASenderApi, "Webhook Setup", wasenderapi.com/api-docs/webhooks/webhook-setup,
-// and the event pages under wasenderapi.com/api-docs/webhooks/, named below
-// by their titles). A body without "event" but with "data" (the shape of
-// older examples) is read too: its data as messages when it holds any, else
-// one KindUnknown event. Events, each with the page that defines it:
+// (WASenderApi, "Webhook Setup", wasenderapi.com/api-docs/webhooks/webhook-setup).
+// A body without "event" but with "data" (the shape of older examples) is
+// read too: its data as messages when it holds any, else one KindUnknown
+// event. Events, each with the page that defines it (under
+// wasenderapi.com/api-docs/webhooks/):
 //
-//   - messages.received ("Messages Received"), messages-personal.received
-//     ("Personal Messages Received"), messages-group.received ("Group
-//     Messages Received"), messages-newsletter.received ("Newsletter
-//     Messages Received"), messages.upsert ("Message Upsert") and
-//     message.sent ("Message Sent"): one KindMessage event per message:
+//   - messages.received (webhook-message-received),
+//     messages-personal.received (webhook-personal-message-received),
+//     messages-group.received (webhook-group-message-received),
+//     messages-newsletter.received (webhook-newsletter-message-received),
+//     messages.upsert (webhook-message-upsert) and message.sent
+//     (webhook-message-sent): one KindMessage event per message:
 //     data.messages as an array or an object, or data itself when it holds a
 //     "key". Type is the first member of the message's "message" object
 //     (conversation, extendedTextMessage, imageMessage, …). A message.sent
 //     whose data holds no message ("success": false and an "error") is one
 //     KindStatus event with Status "failed" and Type "sent";
-//   - messages.update ("Message Status Update"): one KindStatus event per
+//   - messages.update (webhook-message-update): one KindStatus event per
 //     {key, update} (data as an object or an array); Status is update.status,
 //     the documented numbers 0–5 written as error, pending, sent, delivered,
 //     read, played; Type "update";
-//   - message-receipt.update ("Message Receipt Update"): one KindStatus event
-//     per {key, receipt} (data.message, data, or the elements of data);
+//   - message-receipt.update (webhook-message-receipt-update): one KindStatus
+//     event per {key, receipt} (data.message, data, or the elements of data);
 //     Status is receipt.status, else "played", "read" or "delivered" by which
 //     of playedTimestamp, readTimestamp, receiptTimestamp is set; Type
 //     "receipt"; From the user the receipt is from;
-//   - messages.delete ("Message Deleted"): one KindStatus event with Status
-//     "deleted" and Type "delete" per deleted key (data.keys, data.key, data,
-//     or the elements of data);
-//   - messages.reaction ("Message Reaction"): one KindMessage event of Type
-//     "reaction" per {key, reaction} (data as an array or an object);
-//   - call ("Call"): one KindCall event per call (data.call, data, or the
-//     elements of either); Status is the call's status (offer, accept,
-//     reject, timeout, …), ID its id;
-//   - session.status ("Session Status"), qrcode.updated ("QR Code
-//     Updated"), poll.results ("Poll Results"), chats.upsert, chats.update,
-//     chats.delete ("Chats Upsert/Update/Delete"), contacts.upsert,
-//     contacts.update ("Contacts Upsert/Update"), groups.upsert,
-//     groups.update ("Groups Upsert/Update") and group-participants.update
-//     ("Group Participants Update"): KindField events of Type <event>, one per
-//     element when data is an array, else one whose item is data;
+//   - messages.delete (webhook-message-deleted): one KindStatus event with
+//     Status "deleted" and Type "delete" per deleted key (data.keys,
+//     data.key, data, or the elements of data);
+//   - messages.reaction (webhook-message-reaction): one KindMessage event of
+//     Type "reaction" per {key, reaction} (data as an array or an object);
+//   - call (webhook-call-received): one KindCall event per call (data.call,
+//     data, or the elements of either); Status is the call's status (offer,
+//     accept, reject, timeout, …), ID its id;
+//   - session.status (webhook-session-status), qrcode.updated
+//     (webhook-qrcode-updated), poll.results (webhook-poll-results),
+//     chats.upsert, chats.update (webhook-chat-upsert, webhook-chat-update),
+//     chats.delete, contacts.upsert, contacts.update (webhook-contact-upsert,
+//     webhook-contact-update), groups.upsert, groups.update
+//     (webhook-group-upsert, webhook-group-update) and
+//     group-participants.update (webhook-group-participants-update):
+//     KindField events of Type <event>, one per element when data is an
+//     array, else one whose item is data;
 //   - any other event name: one KindUnknown event whose Type is the event
 //     name and whose item is data.
 //
