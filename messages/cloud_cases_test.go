@@ -625,3 +625,60 @@ func sha256Hex(item string) string {
 	_ = json.Compact(&b, []byte(item))
 	return fmt.Sprintf("%x", sha256.Sum256(b.Bytes()))
 }
+
+// Meta's group statuses: one per participant in one body, each its own
+// event; a call status and a message status with one id and value are two
+// events; a reaction and its removal are two events.
+func TestParseGroupStatusesCallsAndReactions(t *testing.T) {
+	const pn = "106540352242922"
+	groupStatus := func(participant string) string {
+		return `{"id":"wamid.G1","status":"delivered","timestamp":"1739321024","recipient_id":"120363000000000001","recipient_type":"group","recipient_participant_id":"` + participant + `"}`
+	}
+	evs := parse(t, envelope(entry(waba, messagesChange(pn, `"statuses":[`+groupStatus("16505550001")+`,`+groupStatus("16505550002")+`,`+groupStatus("16505550003")+`]`))))
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3", len(evs))
+	}
+	requireDistinct(t, evs)
+	if want := messages.Identity("cloud", "status", pn, "messages", "wamid.G1", "delivered", "16505550002"); evs[1].Identity != want {
+		t.Errorf("identity %q, want %q", evs[1].Identity, want)
+	}
+
+	st := `"statuses":[{"id":"wacid.X","status":"ACCEPTED","timestamp":"1739321024","type":"call","recipient_id":"16505551234"}]`
+	msgStatus := parse(t, envelope(entry(waba, messagesChange(pn, st))))
+	callStatus := parse(t, envelope(entry(waba, `{"field":"calls","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"`+pn+`"},`+st+`}}`)))
+	if msgStatus[0].Key == callStatus[0].Key || callStatus[0].Kind != messages.KindCall || callStatus[0].Status != "ACCEPTED" {
+		t.Errorf("call status %+v, message status %q", callStatus[0], msgStatus[0].Identity)
+	}
+
+	reaction := func(emoji string) messages.Event {
+		return parse(t, envelope(entry(waba, messagesChange(pn, `"messages":[{"from":"16505551234","id":"wamid.R","timestamp":"1739321024","type":"reaction","reaction":{"message_id":"wamid.T"`+emoji+`}}]`))))[0]
+	}
+	added, removedEmpty, removedMissing := reaction(`,"emoji":"👍"`), reaction(`,"emoji":""`), reaction(``)
+	if added.Key == removedEmpty.Key || removedEmpty.Key != removedMissing.Key {
+		t.Errorf("reaction %q, removal %q and %q", added.Identity, removedEmpty.Identity, removedMissing.Identity)
+	}
+}
+
+// Echoes and history carry messages: one event per message, marked, keyed
+// by id and field.
+func TestParseEchoesAndHistory(t *testing.T) {
+	const pn = "106540352242922"
+	msg := func(id string) string {
+		return `{"from":"15550783881","to":"16505551234","id":"` + id + `","timestamp":"1739321024","type":"text","text":{"body":"x"}}`
+	}
+	echoes := parse(t, envelope(entry(waba, `{"field":"smb_message_echoes","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"`+pn+`"},"message_echoes":[`+msg("wamid.E1")+`,`+msg("wamid.E2")+`]}}`)))
+	history := parse(t, envelope(entry(waba, `{"field":"history","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"`+pn+`"},"history":[{"metadata":{"phase":0},"threads":[{"id":"16505551234","messages":[`+msg("wamid.E1")+`]},{"id":"1","messages":[`+msg("wamid.H2")+`]}]},{"errors":[{"code":2593109,"title":"History sync is turned off"}]}]}}`)))
+	inbound := parse(t, envelope(entry(waba, messagesChange(pn, `"messages":[`+msg("wamid.E1")+`]`))))
+	if len(echoes) != 2 || echoes[0].Kind != messages.KindMessage || echoes[0].Direction != "outbound" || echoes[0].From != "16505551234" {
+		t.Errorf("echoes %+v", echoes)
+	}
+	if len(history) != 3 || history[0].Direction != "history" || history[1].Direction != "history" || history[2].Kind != messages.KindError {
+		t.Fatalf("history %+v", history)
+	}
+	if inbound[0].Direction != "" || inbound[0].Key == echoes[0].Key || inbound[0].Key == history[0].Key || echoes[0].Key == history[0].Key {
+		t.Errorf("one wamid in three fields: %q %q %q", inbound[0].Identity, echoes[0].Identity, history[0].Identity)
+	}
+	if want := messages.Identity("cloud", "message", pn, "smb_message_echoes", "wamid.E2"); echoes[1].Identity != want {
+		t.Errorf("identity %q, want %q", echoes[1].Identity, want)
+	}
+}
