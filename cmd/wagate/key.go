@@ -17,16 +17,21 @@ import (
 // wamid instead of a key: the parts of its identity besides the id (see
 // messages.Parse for the identities).
 type eventRef struct {
-	kind    string // message, status or call
-	account string // phone_number_id
-	second  string // status value (status) or call event (call)
+	kind        string // message, status or call
+	account     string // phone_number_id
+	second      string // status value (status) or call event or status (call)
+	field       string // the change's field; "" for messages (calls for a call)
+	participant string // the group participant of a status; "" for none
 }
 
-// addFlags adds --account, --kind and --status to cmd.
+// addFlags adds --account, --kind, --status, --field and --participant to
+// cmd.
 func (r *eventRef) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.account, "account", "", "phone_number_id the wamid belongs to (needed with a wamid)")
 	cmd.Flags().StringVar(&r.kind, "kind", string(messages.KindMessage), "event kind of a wamid: message, status or call")
-	cmd.Flags().StringVar(&r.second, "status", "", "with --kind status: the status (sent, delivered, read, played, failed); with --kind call: the call event (connect, terminate)")
+	cmd.Flags().StringVar(&r.second, "status", "", "with --kind status: the status (sent, delivered, read, played, failed); with --kind call: the call event (connect, terminate) or call status (RINGING, ACCEPTED, REJECTED)")
+	cmd.Flags().StringVar(&r.field, "field", "", "the webhook field of a message: messages (default), smb_message_echoes or history")
+	cmd.Flags().StringVar(&r.participant, "participant", "", "with --kind status: the group participant (recipient_participant_id) of a group message's status")
 }
 
 // resolveKey returns the dedupe key that arg names: arg itself when it is a
@@ -47,7 +52,17 @@ func resolveKey(arg string, r eventRef) (key, identity string, err error) {
 	if r.account == "" {
 		return "", "", fmt.Errorf("%q is not a key; a wamid needs --account <phone_number_id>", arg)
 	}
-	parts := []string{messages.ProviderCloud, r.kind, r.account, arg}
+	field := r.field
+	if field == "" {
+		field = "messages"
+		if messages.Kind(r.kind) == messages.KindCall {
+			field = "calls"
+		}
+	}
+	parts := []string{messages.ProviderCloud, r.kind, r.account, field, arg}
+	if r.participant != "" && messages.Kind(r.kind) != messages.KindStatus {
+		return "", "", fmt.Errorf("--participant applies to --kind status, not %s", r.kind)
+	}
 	switch messages.Kind(r.kind) {
 	case messages.KindMessage:
 		if r.second != "" {
@@ -57,7 +72,17 @@ func resolveKey(arg string, r eventRef) (key, identity string, err error) {
 		if r.second == "" {
 			return "", "", fmt.Errorf("--kind %s needs --status (the status value or the call event): each is an event of its own", r.kind)
 		}
-		parts = append(parts, r.second)
+		switch {
+		case messages.Kind(r.kind) == messages.KindStatus:
+			parts = append(parts, r.second)
+			if r.participant != "" {
+				parts = append(parts, r.participant)
+			}
+		case r.second == "connect" || r.second == "terminate":
+			parts = append(parts, "event", r.second)
+		default:
+			parts = append(parts, "status", r.second)
+		}
 	default:
 		return "", "", fmt.Errorf("--kind %q: want message, status or call (other kinds have no id; use their key)", r.kind)
 	}
@@ -77,9 +102,12 @@ WAGATE_DEDUPE_BACKEND=nats WAGATE_NATS_URL=<the nats URL wagate dev printed>.
 
 The argument is a dedupe key ("wa:" and 22 characters, as in the logs, the
 Idempotency-Key header and "wagate dlq list") or a Cloud API id. An id needs
---account (the phone_number_id); a message is --kind message (the default), a
-status --kind status --status read (each status value is its own event), a
-call --kind call --status connect.
+--account (the phone_number_id); a message is --kind message (the default;
+--field smb_message_echoes or history for an echo or a history message), a
+status --kind status --status read (each status value is its own event; add
+--participant for a group member's status), a call --kind call --status
+connect (a call status: --status RINGING). A reaction, whose identity holds
+its emoji, and events of other providers are named by their key.
 
 States: absent (never seen, or forgotten after the dedupe horizon), pending
 (claimed by an ingress, publish in flight or died), accepted (stored in
