@@ -19,7 +19,7 @@ test: vet
 
 # A one-minute fuzz run of the Cloud API parser.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./messages/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./messages/
 
 run: build
 	$(BIN)/wagate dev

@@ -62,9 +62,9 @@ var evolutionStatuses = map[string]string{
 // neither is part of it), with the status added for a status, "deleted" for
 // a deletion, "edited" for an edit; a call is its id and status; a field
 // event is its event name, its subject (the remoteJid, id or jid it names)
-// and the hash of its item, and is Transient. The envelope's date_time and
-// sender are not part of any identity: Evolution API sets date_time when it
-// builds each request.
+// and the hash of its item, and is Transient. The envelope's date_time
+// (when Evolution API built the webhook, not a time of the item), sender,
+// server_url and apikey are not part of any identity.
 //
 // ParseEvolution returns an error wrapping ErrNotWebhook, with the reason,
 // when body is empty, not JSON, not a JSON object, or without a string

@@ -136,15 +136,16 @@ func (e *opsEnv) event(kind messages.Kind) messages.Event {
 		From:       "15550000001",
 		Timestamp:  1700000000,
 		ReceivedAt: time.Now().UTC(),
+		Context:    messages.Context{Object: "whatsapp_business_account", Field: "messages"},
 	}
 	switch kind {
 	case messages.KindStatus:
 		ev.Status = "read"
-		ev.Identity = messages.Identity(messages.ProviderCloud, string(kind), testAccount, id, "read")
+		ev.Identity = messages.Identity(messages.ProviderCloud, string(kind), testAccount, "messages", id, "read")
 		ev.Item = json.RawMessage(`{"id":"` + id + `","status":"read","timestamp":"1700000000","recipient_id":"15550000001"}`)
 	default:
 		ev.Type = "text"
-		ev.Identity = messages.Identity(messages.ProviderCloud, string(kind), testAccount, id)
+		ev.Identity = messages.Identity(messages.ProviderCloud, string(kind), testAccount, "messages", id)
 		ev.Item = json.RawMessage(`{"from":"15550000001","id":"` + id + `","timestamp":"1700000000","type":"text","text":{"body":"hi"}}`)
 	}
 	ev.Key = messages.KeyOf(ev.Identity)
