@@ -16,6 +16,15 @@ var evolutionStatuses = map[string]string{
 	"READ": "read", "PLAYED": "played", "DELETED": "deleted",
 }
 
+// evolutionAliases are the dotted forms of Evolution API's upper-case event
+// names (as its webhook settings list them) whose body name differs.
+var evolutionAliases = map[string]string{
+	"group.participants.update": "group-participants.update",
+	"group.update":              "groups.update",
+	"new.jwt.token":             "new.jwt",
+	"typebot.change.status":     "typebot.change-status",
+}
+
 // ParseEvolution splits an Evolution API webhook body into Events, in
 // document order. receivedAt is stored in every Event's ReceivedAt.
 //
@@ -76,8 +85,8 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 		return nil, err
 	}
 	event = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(event)), "_", ".")
-	if event == "group.participants.update" {
-		event = "group-participants.update"
+	if alias, ok := evolutionAliases[event]; ok {
+		event = alias
 	}
 	instance := stringOf(lookup(env, "instance"))
 	if instance == "" {

@@ -68,6 +68,11 @@ func TestEvolutionEvents(t *testing.T) {
 	if len(contacts) != 2 || contacts[0].Kind != messages.KindField || !contacts[0].Transient || contacts[0].Key == contacts[1].Key {
 		t.Errorf("contacts %+v", contacts)
 	}
+	for _, name := range []string{"GROUP_PARTICIPANTS_UPDATE", "group-participants.update", "NEW_JWT_TOKEN", "TYPEBOT_CHANGE_STATUS", "CONNECTION_UPDATE", "LABELS_ASSOCIATION"} {
+		if ev := only(t, messages.ParseEvolution, evoBody(name, `{"id":"x"}`)); ev.Kind != messages.KindField {
+			t.Errorf("%s: kind %s, field %q", name, ev.Kind, ev.Context.Field)
+		}
+	}
 	future := only(t, messages.ParseEvolution, evoBody("some.future.event", `{"x":1}`))
 	if future.Kind != messages.KindUnknown || future.Type != "some.future.event" {
 		t.Errorf("undocumented event %+v", future)
