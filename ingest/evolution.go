@@ -13,14 +13,19 @@ import (
 const pathEvolution = "/webhooks/evolution"
 
 // HeaderEvolutionToken is the header that authenticates an Evolution API
-// webhook: "Authorization: Bearer <token>". Evolution API signs nothing; its
-// webhook settings take custom request headers ("headers" of the instance's
-// webhook, POST /webhook/set/{instance}; Evolution API, "Webhooks",
-// doc.evolution-api.com/v2/en/configuration/webhooks), where the operator
-// sets this header with a token shared with wagate. Like WASenderApi's
-// secret it proves who sent a request, not that its body is intact: serve the
-// route over TLS only. The body's own "apikey" is not used: it is the
-// instance's API key, not a webhook secret, and wagate never stores it.
+// webhook: "Authorization: Bearer <token>". Evolution API signs nothing; the
+// "headers" of an instance's webhook (POST /webhook/set/{instance} or
+// /instance/create) are custom HTTP headers sent with every webhook request,
+// documented with the example "Authorization": "Bearer your-token-here"
+// (Evolution API OpenAPI v2 spec, webhook "headers",
+// github.com/EvolutionAPI/docs-evolution pull 22; supported since Evolution
+// API's migration add_headers_on_webhook_config of 2024-09-06). The operator
+// sets this header there, with a token shared with wagate. Its "jwt_key"
+// option, which sends a fresh JWT instead, is not supported: set the static
+// header. Like WASenderApi's secret the token proves who sent a request, not
+// that its body is intact: serve the route over TLS only. The body's own
+// "apikey" is not used: it is the instance's API key, not a webhook secret,
+// and wagate never stores it.
 const HeaderEvolutionToken = "Authorization"
 
 // evolutionProvider is Evolution API, parsed by messages.ParseEvolution.
