@@ -106,7 +106,7 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 	data := lookup(env, "data")
 	if data == nil {
 		g.unknown(event, redactAPIKey(body, env))
-		return g.events, nil
+		return g.finish(), nil
 	}
 	before := len(g.events)
 	e := evolution{gateway: &g}
@@ -135,7 +135,7 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 	if len(g.events) == before {
 		g.unknown(event, data)
 	}
-	return g.events, nil
+	return g.finish(), nil
 }
 
 // redactAPIKey returns the envelope env of body with the value of every

@@ -17,7 +17,7 @@ func TestParseEvolutionFixtures(t *testing.T) {
 		"evolution_messages_update.json": {{kind: messages.KindStatus, account: "shop-main", id: "3EB0FFEEDDCCBBAA9988", typ: "update", status: "read",
 			from: "5511900000001", identity: "evolution|status|shop-main|direct|out|3EB0FFEEDDCCBBAA9988|read"}},
 		"evolution_connection_update.json": {{kind: messages.KindField, account: "shop-main", typ: "connection.update",
-			identity: "evolution|field|shop-main|connection.update||0|" + sha256Hex(`{"instance":"shop-main","state":"open","statusReason":200}`)}},
+			identity: "evolution|field|shop-main|connection.update||0|" + sha256Hex(`{"instance":"shop-main","state":"open","statusReason":200}`) + receivedWindow}},
 	}
 	gatewayFixtures(t, messages.ProviderEvolution, "evolution_", messages.ParseEvolution, tests)
 }

@@ -341,6 +341,14 @@ func (g *gateway) unknown(where string, raw []byte) {
 	g.add(ev)
 }
 
+// finish returns the events of the body, the transient ones with the
+// default repeat window (see Window; the ingress applies its configured one
+// in its place).
+func (g *gateway) finish() []Event {
+	Window(g.events, DefaultRepeatWindow)
+	return g.events
+}
+
 // add sets ev's key from its identity and appends it.
 func (g *gateway) add(ev Event) {
 	ev.Key = KeyOf(ev.Identity)

@@ -4,11 +4,18 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wagate/wagate/messages"
 )
+
+// receivedWindow ends the identity of a transient event parsed at received
+// (2026-03-01 12:00:00.123 UTC): the one-hour default repeat window that
+// starts at 12:00:00.
+var receivedWindow = "|window|" + strconv.FormatInt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).Unix(), 10)
 
 // gwant is what the gateway tests check of one event.
 type gwant struct {

@@ -60,13 +60,17 @@ const DefaultRepeatWindow = time.Hour
 //	<identity>|window|<start of the window, Unix seconds>
 //
 // where windows are window long and start at multiples of window since the
-// Unix epoch (window 0 or under a second means DefaultRepeatWindow). Two
+// Unix epoch (window 0 or under a second means DefaultRepeatWindow). A window
+// already in the identity is replaced: the gateway parsers apply
+// DefaultRepeatWindow, and the ingress applies its configured window again.
+// (No other identity ends this way: Identity escapes '|' inside parts.) Two
 // deliveries of one transient item in one window share a key; the same
 // content received in a later window is a new event. A retry that crosses
 // the start of a window is a second event: with a window of W and a retry r
 // after the first delivery, that happens with probability r/W, which is why
-// the window is set well above the provider's retry span. Events that are not
-// transient are left as they are.
+// the window is set well above the provider's retry span. Events that are
+// not transient are left as they are. Window is safe for concurrent use on
+// distinct slices.
 func Window(events []Event, window time.Duration) {
 	if window < time.Second {
 		window = DefaultRepeatWindow
@@ -77,9 +81,15 @@ func Window(events []Event, window time.Duration) {
 		if !ev.Transient {
 			continue
 		}
+		if j := strings.LastIndex(ev.Identity, windowPart); j >= 0 {
+			ev.Identity = ev.Identity[:j]
+		}
 		start := ev.ReceivedAt.Unix()
 		start -= ((start % w) + w) % w
-		ev.Identity += "|window|" + strconv.FormatInt(start, 10)
+		ev.Identity += windowPart + strconv.FormatInt(start, 10)
 		ev.Key = KeyOf(ev.Identity)
 	}
 }
+
+// windowPart starts the window part of a transient event's identity.
+const windowPart = "|window|"

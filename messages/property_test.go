@@ -396,3 +396,31 @@ func TestWindow(t *testing.T) {
 		t.Errorf("a message was windowed: %q", msg[0].Identity)
 	}
 }
+
+// The parsers apply the default repeat window themselves: a state reported
+// again within minutes is one key, days later another.
+func TestParsersWindowTransientEvents(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 10, 5, 0, 0, time.UTC)
+	for _, c := range []struct {
+		parse messages.ParseFunc
+		body  string
+	}{
+		{messages.ParseWASender, `{"event":"session.status","sessionId":"k","data":{"status":"connected"}}`},
+		{messages.ParseWAHA, `{"event":"session.status","session":"default","payload":{"name":"default","status":"WORKING"}}`},
+		{messages.ParseEvolution, `{"event":"connection.update","instance":"shop","data":{"instance":"shop","state":"open"},"apikey":"k"}`},
+	} {
+		key := func(at time.Time) string {
+			evs, err := c.parse([]byte(c.body), at)
+			if err != nil || len(evs) != 1 || !evs[0].Transient || evs[0].Key != messages.KeyOf(evs[0].Identity) {
+				t.Fatalf("%s: %v %+v", c.body, err, evs)
+			}
+			return evs[0].Key
+		}
+		if key(t0) != key(t0.Add(20*time.Minute)) {
+			t.Errorf("%s: a retry 20 minutes later has another key", c.body)
+		}
+		if key(t0) == key(t0.Add(72*time.Hour)) {
+			t.Errorf("%s: the same state three days later has the same key", c.body)
+		}
+	}
+}

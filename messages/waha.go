@@ -119,7 +119,7 @@ func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
 	if payload == nil {
 		// Nothing to read: the whole body is kept.
 		g.unknown(event, whole(body))
-		return g.events, nil
+		return g.finish(), nil
 	}
 	ms, isObj := members(payload)
 	w := waha{gateway: &g}
@@ -148,7 +148,7 @@ func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
 	default:
 		g.unknown(event, payload)
 	}
-	return g.events, nil
+	return g.finish(), nil
 }
 
 // wahaFields are the WAHA events that are KindField events.

@@ -18,7 +18,7 @@ func TestParseWAHAFixtures(t *testing.T) {
 		"waha_message_reaction.json": {{kind: messages.KindMessage, account: "default", id: "false_11111111111@c.us_BBBBB", typ: "reaction",
 			from: "11111111111", ts: 1634567890, identity: "waha|message|default|direct|in|BBBBB|reaction|AAAAA|❤️"}},
 		"waha_session_status.json": {{kind: messages.KindField, account: "default", typ: "session.status", ts: 1634567890,
-			identity: "waha|field|default|session.status||0|" + sha256Hex(`{"name":"default","status":"STOPPED"}`)}},
+			identity: "waha|field|default|session.status||0|" + sha256Hex(`{"name":"default","status":"STOPPED"}`) + receivedWindow}},
 	}
 	gatewayFixtures(t, messages.ProviderWAHA, "waha_", messages.ParseWAHA, tests)
 }

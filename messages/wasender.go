@@ -127,7 +127,7 @@ func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
 	if data == nil {
 		// Nothing to read: the whole body is kept.
 		g.unknown(event, whole(body))
-		return g.events, nil
+		return g.finish(), nil
 	}
 	before := len(g.events)
 	w := wasender{gateway: &g}
@@ -165,7 +165,7 @@ func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
 		// A known event whose data held nothing wagate could read.
 		g.unknown(event, data)
 	}
-	return g.events, nil
+	return g.finish(), nil
 }
 
 // wasender reads the items of one WASenderApi body.

@@ -31,9 +31,9 @@ func TestParseWASenderFixtures(t *testing.T) {
 		"wasender_messages_reaction.json": {{kind: messages.KindMessage, account: "default", id: "message-id-123", typ: "reaction",
 			from: "+1234567890", ts: 1633456810, identity: "wasender|message|default|direct|in|message-id-123|reaction|message-id-123|👍"}},
 		"wasender_session_status.json": {{kind: messages.KindField, account: "default", typ: "session.status", ts: 1633456789,
-			identity: "wasender|field|default|session.status||0|" + sha256Hex(`{"status":"connected","session_id":"session-id-123"}`)}},
+			identity: "wasender|field|default|session.status||0|" + sha256Hex(`{"status":"connected","session_id":"session-id-123"}`) + receivedWindow}},
 		"wasender_qrcode_updated.json": {{kind: messages.KindField, account: "default", typ: "qrcode.updated", ts: 1633456789,
-			identity: "wasender|field|default|qrcode.updated||0|" + sha256Hex(`{"qr":"2@FAKEQRCODEDATA","session_id":"session-id-123"}`)}},
+			identity: "wasender|field|default|qrcode.updated||0|" + sha256Hex(`{"qr":"2@FAKEQRCODEDATA","session_id":"session-id-123"}`) + receivedWindow}},
 	}
 	gatewayFixtures(t, messages.ProviderWASender, "wasender_", messages.ParseWASender, tests)
 }
