@@ -350,3 +350,31 @@ func (k *KV) dropLock(ctx context.Context, name string, rev uint64) {
 	defer cancel()
 	_ = k.deleteLock(ctx, name, rev)
 }
+
+var _ Batch = (*KV)(nil)
+
+// BeginBatch runs Begin for every key with all of them in flight together
+// (at most 256 at once), so a batch waits about as long as one Begin: two
+// round trips in the common case. JetStream key-value has no multi-key
+// request, so each key still costs its own messages. It returns one Began per
+// key, in order, each as Begin would answer it.
+func (k *KV) BeginBatch(ctx context.Context, keys []string, opts BeginOptions) []Began {
+	out := make([]Began, len(keys))
+	_ = kvEach(len(keys), func(i int) error {
+		out[i].Lease, out[i].Err = k.Begin(ctx, keys[i], opts)
+		return nil
+	})
+	return out
+}
+
+// FinishBatch runs Finish for every lease with all of them in flight
+// together (at most 256 at once): about three round trips for the batch. It
+// returns one error per lease, in order, as Finish would.
+func (k *KV) FinishBatch(ctx context.Context, leases []Lease) []error {
+	out := make([]error, len(leases))
+	_ = kvEach(len(leases), func(i int) error {
+		out[i] = k.Finish(ctx, leases[i])
+		return nil
+	})
+	return out
+}

@@ -352,3 +352,97 @@ func redisMillis(d time.Duration) int64 {
 	}
 	return int64(ms)
 }
+
+var _ Batch = (*Redis)(nil)
+
+// BeginBatch runs Begin for every key in one round trip: one pipeline of the
+// Begin script, once per key. It returns one Began per key, in order, each
+// as Begin would answer it; a key repeated in keys gets the lock once and
+// ErrBusy after. A failure of the pipeline as a whole is every item's Err.
+func (r *Redis) BeginBatch(ctx context.Context, keys []string, opts BeginOptions) []Began {
+	out := make([]Began, len(keys))
+	force := "0"
+	if opts.Force {
+		force = "1"
+	}
+	var (
+		calls []scriptCall
+		idx   []int // index in keys of each call
+	)
+	for i, key := range keys {
+		state, lock, err := r.names(key)
+		switch {
+		case err != nil:
+			out[i].Err = fmt.Errorf("dedupe: begin: %w", err)
+			continue
+		case opts.TTL <= 0:
+			out[i].Err = fmt.Errorf("dedupe: begin %s: lock TTL %v is not positive", key, opts.TTL)
+			continue
+		}
+		token := rand.Text()
+		out[i].Lease = Lease{Key: key, Token: token}
+		calls = append(calls, scriptCall{keys: []string{state, lock}, args: []any{token, redisMillis(opts.TTL), force, r.horizonMs}})
+		idx = append(idx, i)
+	}
+	if len(calls) == 0 {
+		return out
+	}
+	cmds, _ := runPipelined(ctx, r.c, scriptBegin, calls)
+	for c, cmd := range cmds {
+		i := idx[c]
+		n, err := cmd.Int64()
+		switch {
+		case err != nil:
+			out[i] = Began{Err: fmt.Errorf("dedupe: begin %s: %w", keys[i], err)}
+		case n == redisBeginDone:
+			out[i] = Began{Err: ErrDone}
+		case n == redisBeginBusy:
+			out[i] = Began{Err: ErrBusy}
+		case n < 1:
+			out[i] = Began{Err: fmt.Errorf("dedupe: begin %s: unexpected answer %d", keys[i], n)}
+		default:
+			out[i].Lease.Fence = n
+		}
+	}
+	return out
+}
+
+// FinishBatch runs Finish for every lease in one round trip: one pipeline of
+// the Finish script, once per lease. It returns one error per lease, in
+// order: nil (marked done, lock deleted), ErrLockLost (nothing changed), or a
+// wrapped error; a failure of the pipeline as a whole is every item's.
+func (r *Redis) FinishBatch(ctx context.Context, leases []Lease) []error {
+	out := make([]error, len(leases))
+	var (
+		calls []scriptCall
+		idx   []int
+	)
+	for i, l := range leases {
+		state, lock, err := r.names(l.Key)
+		switch {
+		case err != nil:
+			out[i] = fmt.Errorf("dedupe: finish: %w", err)
+			continue
+		case l.Token == "":
+			out[i] = ErrLockLost
+			continue
+		}
+		calls = append(calls, scriptCall{keys: []string{state, lock}, args: []any{l.Token, l.Fence, r.horizonMs}})
+		idx = append(idx, i)
+	}
+	if len(calls) == 0 {
+		return out
+	}
+	cmds, _ := runPipelined(ctx, r.c, scriptFinish, calls)
+	for c, cmd := range cmds {
+		i := idx[c]
+		n, err := cmd.Int64()
+		switch {
+		case err != nil:
+			out[i] = fmt.Errorf("dedupe: finish %s: %w", leases[i].Key, err)
+		case n != 1:
+			out[i] = ErrLockLost
+		}
+	}
+	return out
+}

@@ -66,7 +66,16 @@ func TestRedis(t *testing.T) {
 			return dedupe.NewRedis(newClient(t, url), dedupe.RedisOptions{Horizon: horizon, Prefix: "wg:"})
 		})
 	})
+	// BeginAll and FinishAll on a store without dedupe.Batch: one call per key.
+	t.Run("WithoutBatch", func(t *testing.T) {
+		dedupetest.Run(t, func(t *testing.T, horizon time.Duration) dedupe.Store {
+			return storeOnly{dedupe.NewRedis(newClient(t, url), dedupe.RedisOptions{Horizon: horizon})}
+		})
+	})
 }
+
+// storeOnly hides every method of a Store but those of the interface.
+type storeOnly struct{ dedupe.Store }
 
 func TestRedisCluster(t *testing.T) {
 	c := startCluster(t)

@@ -67,6 +67,8 @@ func Run(t *testing.T, newStore func(t *testing.T, horizon time.Duration) dedupe
 		{"FinishThenDone", testFinishThenDone},
 		{"BeginConcurrent", testBeginConcurrent},
 		{"ExtendKeepsLock", testExtendKeepsLock},
+		{"BeginBatchMixedStates", testBeginBatchMixedStates},
+		{"BeginBatchConcurrent", testBeginBatchConcurrent},
 		{"InvalidArguments", testInvalidArguments},
 		{"LookupAbsent", testLookupAbsent},
 		{"Ping", testPing},

@@ -1,0 +1,186 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestResultsInOrder runs many concurrent callers and checks each gets the
+// results of its own items, in order.
+func TestResultsInOrder(t *testing.T) {
+	var batches, items atomic.Int64
+	c := New(0, func(in []int) ([]string, error) {
+		batches.Add(1)
+		items.Add(int64(len(in)))
+		out := make([]string, len(in))
+		for i, v := range in {
+			out[i] = fmt.Sprint(v * 2)
+		}
+		return out, nil
+	})
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for r := range 50 {
+				in := []int{g*1000 + r, g*1000 + r + 1, -g}
+				out, err := c.Do(in)
+				if err != nil {
+					t.Errorf("Do: %v", err)
+					return
+				}
+				for i, v := range in {
+					if want := fmt.Sprint(v * 2); out[i] != want {
+						t.Errorf("caller %d: result %d = %q, want %q", g, i, out[i], want)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := items.Load(); got != 64*50*3 {
+		t.Fatalf("committed %d items, want %d", got, 64*50*3)
+	}
+	t.Logf("%d calls in %d batches", 64*50, batches.Load())
+}
+
+// TestWaitersShareOneBatch holds a batch on the wire while other callers
+// arrive, and checks they all leave together in the next batch.
+func TestWaitersShareOneBatch(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan int, 16)
+	var sizes []int
+	var mu sync.Mutex
+	c := New(0, func(in []int) ([]int, error) {
+		mu.Lock()
+		sizes = append(sizes, len(in))
+		mu.Unlock()
+		started <- len(in)
+		<-release
+		return in, nil
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Do([]int{0}) })
+	<-started // the first batch is on the wire, alone
+	const waiters = 5
+	for i := range waiters {
+		wg.Go(func() {
+			out, err := c.Do([]int{i + 1, i + 1})
+			if err != nil || len(out) != 2 || out[0] != i+1 {
+				t.Errorf("waiter %d: %v %v", i, out, err)
+			}
+		})
+	}
+	// Wait until every waiter is queued.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		n := len(c.queue)
+		c.mu.Unlock()
+		if n == waiters { // the first batch left the queue when it was sent
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue holds %d calls, want %d", n, waiters)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if len(sizes) != 2 || sizes[0] != 1 || sizes[1] != 2*waiters {
+		t.Fatalf("batch sizes %v, want [1 %d]", sizes, 2*waiters)
+	}
+	if c.busy || len(c.queue) != 0 {
+		t.Fatalf("committer not idle after the last batch: busy=%v queue=%d", c.busy, len(c.queue))
+	}
+}
+
+// TestMax checks a batch holds at most max items, except a single call
+// larger than max, which goes alone.
+func TestMax(t *testing.T) {
+	release := make(chan struct{})
+	first := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var sizes []int
+	c := New(4, func(in []int) ([]int, error) {
+		mu.Lock()
+		sizes = append(sizes, len(in))
+		mu.Unlock()
+		select {
+		case first <- struct{}{}:
+			<-release
+		default:
+		}
+		return in, nil
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Do([]int{1}) })
+	<-first
+	for _, n := range []int{3, 3, 9} {
+		wg.Go(func() { _, _ = c.Do(make([]int, n)) })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		n := len(c.queue)
+		c.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue holds %d calls, want 3", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	total := 0
+	for _, s := range sizes[1:] {
+		total += s
+		if s > 4 && s != 9 {
+			t.Errorf("batch of %d items, over max 4 (sizes %v)", s, sizes)
+		}
+	}
+	if total != 15 {
+		t.Fatalf("committed %d items after the first, want 15 (sizes %v)", total, sizes)
+	}
+}
+
+// TestErrorsReachEveryCallOfTheBatch checks an error, a wrong result count
+// and a panic each fail the calls of their batch, and the next batch works.
+func TestErrorsReachEveryCallOfTheBatch(t *testing.T) {
+	boom := errors.New("boom")
+	mode := "error"
+	c := New(0, func(in []int) ([]int, error) {
+		switch mode {
+		case "error":
+			return nil, boom
+		case "short":
+			return in[:len(in)-1], nil
+		case "panic":
+			panic("bad")
+		}
+		return in, nil
+	})
+	if _, err := c.Do([]int{1, 2}); !errors.Is(err, boom) {
+		t.Fatalf("error: got %v, want %v", err, boom)
+	}
+	mode = "short"
+	if _, err := c.Do([]int{1, 2}); err == nil {
+		t.Fatal("short answer: got no error")
+	}
+	mode = "panic"
+	if _, err := c.Do([]int{1}); err == nil {
+		t.Fatal("panic: got no error")
+	}
+	mode = ""
+	if out, err := c.Do([]int{7}); err != nil || len(out) != 1 || out[0] != 7 {
+		t.Fatalf("after the failures: %v %v", out, err)
+	}
+	if out, err := c.Do(nil); out != nil || err != nil {
+		t.Fatalf("no items: %v %v", out, err)
+	}
+}
