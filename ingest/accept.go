@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -49,7 +48,7 @@ type Answer struct {
 func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answer) {
 	ans := Answer{Events: len(events)}
 	ctx = context.WithoutCancel(ctx)
-	owner, req := s.requestOwner()
+	_, req := s.requestOwner()
 	log := s.log.With("req", req)
 
 	for i := range events {
@@ -76,7 +75,8 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		keys = append(keys, ev.Key)
 	}
 
-	claims, err := s.claim(ctx, owner, keys)
+	// The claims go to the store with those of every request waiting now.
+	claims, err := s.commits.claims.Do(keys)
 	bypass := false
 	if err != nil {
 		if s.cfg.RedisPolicy == FailClosed {
@@ -174,14 +174,15 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 	}
 	if len(stored) > 0 {
 		// The accepted mark is not on the ack path (G4: the answer waits for
-		// the claim and the publish only). Were it lost, the keys would stay
-		// pending: a retry publishes them again with the same Nats-Msg-Id,
-		// which JetStream drops within its duplicate window, and a worker's
-		// done mark ends the rest.
+		// the claim and the publish only), and goes to the store with the
+		// marks of every request answered meanwhile. Were it lost, the keys
+		// would stay pending: a retry publishes them again with the same
+		// Nats-Msg-Id, which JetStream drops within its duplicate window,
+		// and a worker's done mark ends the rest.
 		s.marking.Add(1)
 		s.marks.Go(func() {
 			defer s.marking.Add(-1)
-			if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Accept(ctx, stored) }); err != nil {
+			if _, err := s.commits.marks.Do(stored); err != nil {
 				log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
 			}
 		})
@@ -192,31 +193,6 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		return http.StatusServiceUnavailable, ans
 	}
 	return http.StatusOK, ans
-}
-
-// claim claims keys in one store call bounded by Config.StoreTimeout, and
-// checks the answer has one claim per key.
-func (s *Server) claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {
-	start := time.Now()
-	var claims []dedupe.Claim
-	err := s.storeCall(ctx, func(ctx context.Context) error {
-		var err error
-		claims, err = s.store.Claim(ctx, owner, keys)
-		return err
-	})
-	s.metrics.claim.Observe(time.Since(start).Seconds())
-	if err == nil && len(claims) != len(keys) {
-		err = fmt.Errorf("ingest: store answered %d claims for %d keys", len(claims), len(keys))
-	}
-	if err != nil {
-		return nil, err
-	}
-	for i, cl := range claims {
-		if cl.Key != keys[i] {
-			return nil, fmt.Errorf("ingest: store answered claim %d for another key", i)
-		}
-	}
-	return claims, nil
 }
 
 // storeCall runs f under Config.StoreTimeout.

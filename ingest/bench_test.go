@@ -1,8 +1,12 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
+	"runtime"
+	"sync/atomic"
 	"testing"
 )
 
@@ -24,4 +28,39 @@ func BenchmarkPost(b *testing.B) {
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkPostParallel posts single-event bodies from 32 concurrent
+// clients: the load under which the ingress commits claims, publishes and
+// accepted marks in groups. Profile it with -cpuprofile.
+func BenchmarkPostParallel(b *testing.B) {
+	e := newEnv(b, Config{})
+	client := e.http.Client()
+	var n atomic.Int64
+	b.SetParallelism(32 / max(1, runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			body := batchBody(fmt.Sprintf("pbench.%d", n.Add(1)), 1)
+			req, err := http.NewRequest(http.MethodPost, e.http.URL+pathCloud, bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(HeaderSignature, Sign(body, testSecret))
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("got %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -286,6 +286,9 @@ type countingStore struct {
 	keys   atomic.Int64
 	// acceptGate, when set, holds every Accept until it is closed.
 	acceptGate chan struct{}
+	// onClaim, when set, is called with the keys of every Claim before it
+	// is sent.
+	onClaim func(keys []string)
 }
 
 func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error {
@@ -302,6 +305,9 @@ func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error
 func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {
 	s.claims.Add(1)
 	s.keys.Add(int64(len(keys)))
+	if s.onClaim != nil {
+		s.onClaim(keys)
+	}
 	return s.Store.Claim(ctx, owner, keys)
 }
 

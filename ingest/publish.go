@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wagate/wagate/messages"
 )
@@ -51,12 +52,20 @@ func (s *Server) message(ev *messages.Event) (*nats.Msg, error) {
 	return msg, nil
 }
 
-// publishAll publishes every event concurrently (at most maxInflight at a
-// time) and waits for every PubAck, all within Config.PublishTimeout. It
-// returns one result per event, in order.
+// publishAll publishes every event and waits for every PubAck, all within
+// Config.PublishTimeout. It returns one result per event, in order.
+//
+// The events go out without a round trip each (PublishMsgAsync), on a
+// JetStream context of the server's own on the connection of the one New
+// was given; then publishAll waits for their PubAcks. With WithPublisher, or
+// a JetStream without a connection, each event goes through the PublishFunc,
+// concurrently (at most maxInflight at a time).
 func (s *Server) publishAll(ctx context.Context, evs []*messages.Event) []published {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
+	if js := s.asyncJetStream(); js != nil {
+		return s.publishAsync(ctx, js, evs)
+	}
 	res := make([]published, len(evs))
 	sem := make(chan struct{}, maxInflight)
 	var wg sync.WaitGroup
@@ -81,6 +90,76 @@ func (s *Server) publishAll(ctx context.Context, evs []*messages.Event) []publis
 		})
 	}
 	wg.Wait()
+	return res
+}
+
+// asyncJetStream returns the JetStream context of the asynchronous
+// publishes, made on first use, or nil when events go through the
+// PublishFunc (WithPublisher, or no connection).
+func (s *Server) asyncJetStream() jetstream.JetStream {
+	c := s.commits
+	c.asyncOnce.Do(func() {
+		nc := s.js.Conn()
+		if s.wrapped || nc == nil {
+			return
+		}
+		// A PubAck that never comes fails its publish after PublishTimeout
+		// and frees its slot; a reconnection fails every pending one.
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(s.cfg.PublishTimeout))
+		if err != nil {
+			s.log.Warn("ingest: no asynchronous publisher; publishing one event at a time", "err", err)
+			return
+		}
+		c.async = js
+	})
+	return c.async
+}
+
+// publishAsync publishes every event with PublishMsgAsync, then waits for
+// each PubAck until ctx is done.
+func (s *Server) publishAsync(ctx context.Context, js jetstream.JetStream, evs []*messages.Event) []published {
+	res := make([]published, len(evs))
+	if nc := js.Conn(); !nc.IsConnected() {
+		err := fmt.Errorf("%w (%s)", errNotConnected, nc.Status())
+		for i := range res {
+			res[i].err = err
+		}
+		return res
+	}
+	futures := make([]jetstream.PubAckFuture, len(evs))
+	spans := make([]trace.Span, len(evs))
+	start := time.Now()
+	// With too many PubAcks pending on the connection, wait for room as long
+	// as ctx allows rather than fail at once.
+	dl, _ := ctx.Deadline()
+	stall := jetstream.WithStallWait(max(time.Until(dl), time.Millisecond))
+	for i, ev := range evs {
+		msg, err := s.message(ev)
+		if err != nil {
+			res[i].err = err
+			continue
+		}
+		_, spans[i] = startPublishSpan(ctx, msg)
+		if futures[i], err = js.PublishMsgAsync(msg, stall); err != nil {
+			res[i].err = err
+			endPublishSpan(spans[i], nil, err)
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			res[i].ack = ack
+		case err := <-f.Err():
+			res[i].err = err
+		case <-ctx.Done():
+			res[i].err = ctx.Err()
+		}
+		s.metrics.publish.Observe(time.Since(start).Seconds())
+		endPublishSpan(spans[i], res[i].ack, res[i].err)
+	}
 	return res
 }
 

@@ -248,7 +248,7 @@ type Option func(*Server)
 // the default publisher and returns the one to use; it is called once, by
 // New. The returned PublishFunc must be safe for concurrent use.
 func WithPublisher(wrap func(next PublishFunc) PublishFunc) Option {
-	return func(s *Server) { s.publish = wrap(s.publish) }
+	return func(s *Server) { s.publish, s.wrapped = wrap(s.publish), true }
 }
 
 // Server is the HTTP ingress. Build it with New. Its handler serves
@@ -276,6 +276,9 @@ type Server struct {
 	// too, for callers that cannot Wait while requests still come in.
 	marks   sync.WaitGroup
 	marking atomic.Int64
+
+	commits *commits // group commits of claims, publishes and marks
+	wrapped bool     // WithPublisher was given: publish through publish
 }
 
 // New builds a Server from cfg that claims with store and publishes with js.
@@ -309,6 +312,7 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 	}
 	s.served = servedProviders(cfg)
 	s.publish = tracePublish(s.publishJetStream)
+	s.commits = s.newCommits()
 
 	reg := cfg.Registerer
 	if reg == nil {

@@ -74,28 +74,40 @@ func (s *Server) trace(next echo.HandlerFunc) echo.HandlerFunc {
 // whose trace context is written into the message's headers.
 func tracePublish(next PublishFunc) PublishFunc {
 	return func(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
-		ctx, span := otel.Tracer(tracerName).Start(ctx, "wagate.publish",
-			trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(
-				attribute.String("messaging.system", "nats"),
-				attribute.String("messaging.operation.type", "send"),
-				attribute.String("messaging.destination.name", msg.Subject),
-				attribute.String("wagate.key", msg.Header.Get(jetstream.MsgIDHeader)),
-			))
-		defer span.End()
-		if msg.Header == nil {
-			msg.Header = nats.Header{}
-		}
-		propagator.Inject(ctx, messages.HeaderCarrier(msg.Header))
+		ctx, span := startPublishSpan(ctx, msg)
 		ack, err := next(ctx, msg)
-		switch {
-		case err != nil:
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		case ack != nil:
-			span.SetAttributes(attribute.Int64("wagate.stream_seq", int64(ack.Sequence)),
-				attribute.Bool("wagate.stream_duplicate", ack.Duplicate))
-		}
+		endPublishSpan(span, ack, err)
 		return ack, err
 	}
+}
+
+// startPublishSpan starts msg's producer span and writes its trace context
+// into msg's headers.
+func startPublishSpan(ctx context.Context, msg *nats.Msg) (context.Context, trace.Span) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "wagate.publish",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", msg.Subject),
+			attribute.String("wagate.key", msg.Header.Get(jetstream.MsgIDHeader)),
+		))
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	propagator.Inject(ctx, messages.HeaderCarrier(msg.Header))
+	return ctx, span
+}
+
+// endPublishSpan records a publish's PubAck or error on its span and ends it.
+func endPublishSpan(span trace.Span, ack *jetstream.PubAck, err error) {
+	switch {
+	case err != nil:
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	case ack != nil:
+		span.SetAttributes(attribute.Int64("wagate.stream_seq", int64(ack.Sequence)),
+			attribute.Bool("wagate.stream_duplicate", ack.Duplicate))
+	}
+	span.End()
 }
