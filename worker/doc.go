@@ -14,7 +14,7 @@
 //	Handler        runs with the lock, its context carrying Run{Fence, Delivery};
 //	               every Heartbeat the lock is extended and JetStream told InProgress;
 //	               a lost lock cancels the handler's context
-//	nil            store.Finish (marks done)   → AckSync; lock lost at finish → Nak;
+//	nil            store.Finish (marks done)   → Ack; lock lost at finish → Nak;
 //	                                             store unreachable → retried while the lock is held, then Nak
 //	Permanent(err) unlock                      → dead letter, Term
 //	other error    unlock                      → Nak with BackOff[delivery-1],
@@ -26,6 +26,26 @@
 // function, verdict, makes these choices; nothing else acknowledges a
 // message. Term only ever follows the dead letter's PubAck: when the
 // dead-letter publish fails the message is Nak'd with delay instead.
+//
+// # Group commit
+//
+// Under load the worker shares its round trips between messages (design
+// §2), without ever waiting for a timer:
+//
+//   - Begin: the messages of one pull that have arrived together are begun
+//     in one store call (dedupe.BeginAll: one Redis pipeline), before their
+//     handlers start; a store error there is not final, the message's own
+//     Begin is then retried as above.
+//   - Done marks: the runs that finish while a done mark is on the wire are
+//     marked done together in the next store call (dedupe.FinishAll).
+//   - Acks: a done event (marked now, or found done) is acknowledged with Ack,
+//     which does not wait for JetStream's answer, not with AckSync. The done
+//     mark, not the ack, is what stops a second run: an ack lost after the
+//     done mark only brings a redelivery after AckWait, which Begin answers
+//     ErrDone and the worker acks again, without running the handler.
+//   - Heartbeats: the first beat comes one Heartbeat after the lock was
+//     taken, so a handler that returns sooner costs no store call, no
+//     InProgress and no goroutine.
 //
 // # Guarantees
 //

@@ -23,9 +23,13 @@ type inProgresser interface {
 // with a cause wrapping dedupe.ErrLockLost, and stops extending; it goes on
 // sending InProgress until halted, so the message is not redelivered while
 // the handler winds down.
+//
+// A handler that returns within one Heartbeat costs its heartbeat one timer
+// and nothing else: no goroutine, no store call, no InProgress.
 type heartbeat struct {
-	stop chan struct{}
-	done chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	timer *time.Timer // starts beat after the first Heartbeat
 	// expires is the earliest the lock may expire after the last extension
 	// that succeeded (or after it was taken); set before done is closed.
 	expires time.Time
@@ -34,11 +38,11 @@ type heartbeat struct {
 // startHeartbeat starts the heartbeat of lease l, taken at (or just after)
 // taken, for message m. cancel cancels the handler's context.
 func (w *Worker) startHeartbeat(m inProgresser, l dedupe.Lease, taken time.Time, cancel context.CancelCauseFunc, log *slog.Logger) *heartbeat {
-	hb := &heartbeat{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
+	hb := &heartbeat{stop: make(chan struct{}), done: make(chan struct{}), expires: taken.Add(w.cfg.LockTTL)}
+	hb.timer = time.AfterFunc(w.cfg.Heartbeat, func() {
 		defer close(hb.done)
 		hb.expires = w.beat(hb.stop, m, l, taken, cancel, log)
-	}()
+	})
 	return hb
 }
 
@@ -46,6 +50,9 @@ func (w *Worker) startHeartbeat(m inProgresser, l dedupe.Lease, taken time.Time,
 // lock may expire (in the past once the heartbeat gave the lock up).
 func (hb *heartbeat) halt() time.Time {
 	close(hb.stop)
+	if hb.timer.Stop() {
+		return hb.expires // never beat: the lock lives LockTTL from taken
+	}
 	<-hb.done
 	return hb.expires
 }
@@ -59,6 +66,9 @@ func (w *Worker) beat(stop <-chan struct{}, m inProgresser, l dedupe.Lease, take
 	// the command that set it was sent.
 	expires := taken.Add(w.cfg.LockTTL)
 	held := true
+	// The first beat is due now: beat starts one Heartbeat after taken.
+	first := make(chan time.Time, 1)
+	first <- time.Now()
 	for {
 		select {
 		case <-stop:
@@ -66,6 +76,7 @@ func (w *Worker) beat(stop <-chan struct{}, m inProgresser, l dedupe.Lease, take
 				return time.Time{}
 			}
 			return expires
+		case <-first:
 		case <-t.C:
 		}
 		if err := m.InProgress(); err != nil {

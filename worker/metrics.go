@@ -10,7 +10,7 @@ import (
 // Values of the outcome label of wagate_worker_processed_total: what became
 // of one delivery.
 const (
-	outcomeDone        = "done"        // handler succeeded, key marked done, AckSync
+	outcomeDone        = "done"        // handler succeeded, key marked done, Ack
 	outcomeDuplicate   = "duplicate"   // key already done: acked, handler not run
 	outcomeBusy        = "busy"        // another run holds the lock: Nak with delay
 	outcomeStoreError  = "store_error" // dedupe store unreachable: one failed begin while the message is held (handler not run), or a run not marked done (Nak with delay)

@@ -20,7 +20,7 @@ import (
 )
 
 // opTimeout bounds one round trip to the dedupe store or JetStream outside
-// the handler: begin, finish, unlock, AckSync, dead-letter publish.
+// the handler: begin, finish, unlock, dead-letter publish.
 const opTimeout = 5 * time.Second
 
 // Causes of a handler's context cancellation by its heartbeat.
@@ -33,7 +33,7 @@ var (
 type action uint8
 
 const (
-	actAck        action = iota // AckSync: processed now or before
+	actAck        action = iota // Ack: processed now or before (the done mark protects it)
 	actNak                      // NakWithDelay: try again later
 	actDeadLetter               // publish to the dead-letter stream, then Term
 )
@@ -58,6 +58,26 @@ type attempt struct {
 	finishErr   error  // store.Finish failed (the handler succeeded)
 	force       bool   // Replay with force: begin even when the key is done
 	fence       int64  // the lock's fencing number, once taken
+	began       *began // the answer of the fetched batch's BeginAll, if any
+}
+
+// began is one delivery's answer from the Begin of its fetched batch
+// (dedupe.BeginAll), taken before its handler starts.
+type began struct {
+	key   string // the key begun: the message's Nats-Msg-Id
+	taken time.Time
+	dedupe.Began
+}
+
+// settled reports whether b answers Begin for key for good: a lease, done,
+// busy or an invalid key. A store error is not final: run then begins
+// again, holding the message while the store is unreachable.
+func (b *began) settled(key string) bool {
+	if b == nil || b.key != key {
+		return false
+	}
+	err := b.Err
+	return err == nil || errors.Is(err, dedupe.ErrDone) || errors.Is(err, dedupe.ErrBusy) || errors.Is(err, dedupe.ErrInvalidKey)
 }
 
 // verdict maps an attempt to its outcome. It is the one place that chooses
@@ -112,11 +132,15 @@ func verdict(a attempt, sc streams.Config) outcome {
 // process runs one delivery to its end: decode, begin, handler under the
 // lock with heartbeats, finish, then settle. hardCtx ends ShutdownTimeout
 // after Run's context; stop is closed when Run's context is.
-func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstream.Msg) {
+//
+// pre, when not nil, is the answer of the Begin of the batch m was fetched
+// in: used when it is for the event's key, and released otherwise.
+func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstream.Msg, pre *began) {
 	meta, err := m.Metadata()
 	if err != nil {
 		// Not a JetStream delivery: nothing can acknowledge it.
 		w.log.Error("worker: message without JetStream metadata", slog.String("subject", m.Subject()), slog.Any("error", err))
+		w.dropPre(pre)
 		return
 	}
 	if meta.NumDelivered > 1 {
@@ -128,6 +152,11 @@ func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstr
 	if err != nil {
 		a.decodeErr = err
 		key = m.Headers().Get(nats.MsgIdHdr)
+	}
+	if a.decodeErr == nil && pre.settled(ev.Key) {
+		a.began = pre
+	} else {
+		w.dropPre(pre)
 	}
 	log := w.log.With(
 		slog.String("key", key),
@@ -144,7 +173,16 @@ func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstr
 // run takes the event's lock and runs the handler under it, keeping the lock
 // and the message alive, then marks the key done or releases the lock.
 func (w *Worker) run(hardCtx context.Context, stop <-chan struct{}, m inProgresser, ev messages.Event, a attempt, log *slog.Logger) attempt {
-	lease, taken, err := w.begin(stop, m, ev.Key, a.force, log)
+	var (
+		lease dedupe.Lease
+		taken time.Time
+		err   error
+	)
+	if a.began != nil {
+		lease, taken, err = a.began.Lease, a.began.taken, a.began.Err
+	} else {
+		lease, taken, err = w.begin(stop, m, ev.Key, a.force, log)
+	}
 	if err != nil {
 		a.beginErr = err
 		return a
@@ -240,9 +278,7 @@ const finishRetryWait = 100 * time.Millisecond
 // a run that completed, and still holds its lock, into a re-run.
 func (w *Worker) finish(hardCtx context.Context, m inProgresser, lease dedupe.Lease, expires time.Time, log *slog.Logger) error {
 	for tries := 1; ; tries++ {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		err := w.store.Finish(ctx, lease)
-		cancel()
+		err := w.finishOne(lease)
 		if err == nil || errors.Is(err, dedupe.ErrLockLost) ||
 			time.Until(expires) <= w.cfg.Heartbeat+finishRetryWait || hardCtx.Err() != nil {
 			if err == nil && tries > 1 {
@@ -316,7 +352,7 @@ func logReason(a attempt) func(string) string {
 	return func(reason string) string { return strings.ReplaceAll(reason, full, short) }
 }
 
-// settle carries out o on m: AckSync, NakWithDelay, or dead letter then
+// settle carries out o on m: Ack, NakWithDelay, or dead letter then
 // Term. A dead letter that cannot be published is Nak'd with delay instead:
 // Term only ever follows the dead letter's PubAck. hide, when not nil,
 // rewrites o.reason for the logs (see logReason); the dead letter keeps it
@@ -331,10 +367,12 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 	}
 	switch o.action {
 	case actAck:
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		err := m.DoubleAck(ctx)
-		cancel()
-		if err != nil {
+		// Ack without waiting for JetStream's answer: the key is marked
+		// done (outcome done) or was found done (duplicate), and the done
+		// mark, not the ack, is what stops a second run. An ack lost on
+		// the way only brings a redelivery, which Begin answers ErrDone,
+		// and which is acked again.
+		if err := m.Ack(); err != nil {
 			// JetStream redelivers it; the done mark makes that an Ack.
 			w.metrics.ackErrors.WithLabelValues("ack").Inc()
 			log.Warn("worker: ack failed", slog.String("outcome", o.label), slog.Any("error", err))
@@ -395,4 +433,51 @@ func (w *Worker) nak(m jetstream.Msg, delay time.Duration, log *slog.Logger) {
 		w.metrics.ackErrors.WithLabelValues("nak").Inc()
 		log.Warn("worker: nak failed", slog.Any("error", err))
 	}
+}
+
+// dropPre releases the lock a batch Begin took for a delivery that will not
+// use it (its payload is not an event, or names another key).
+func (w *Worker) dropPre(pre *began) {
+	if pre == nil || pre.Err != nil {
+		return
+	}
+	w.unlock(pre.Lease, w.log.With(slog.String("key", pre.key)))
+}
+
+// finishOne marks lease's key done through the worker's group commit: the
+// done marks of every run finishing at the same moment go to the store in one
+// call (dedupe.FinishAll), bounded by opTimeout.
+func (w *Worker) finishOne(lease dedupe.Lease) error {
+	errs, err := w.finishes.Do([]dedupe.Lease{lease})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// finishBatch is the commit of the done marks' group commit.
+func (w *Worker) finishBatch(leases []dedupe.Lease) ([]error, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return dedupe.FinishAll(ctx, w.store, leases), nil
+}
+
+// beginBatch begins the runs of a fetched batch in one round trip
+// (dedupe.BeginAll) and returns one answer per message, in order.
+func (w *Worker) beginBatch(msgs []jetstream.Msg) []*began {
+	keys := make([]string, len(msgs))
+	for i, m := range msgs {
+		keys[i] = m.Headers().Get(nats.MsgIdHdr)
+	}
+	taken := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), min(opTimeout, w.cfg.Heartbeat))
+	res := dedupe.BeginAll(ctx, w.store, keys, dedupe.BeginOptions{TTL: w.cfg.LockTTL})
+	cancel()
+	wait := time.Since(taken).Seconds()
+	out := make([]*began, len(msgs))
+	for i := range msgs {
+		w.metrics.lockWait.Observe(wait)
+		out[i] = &began{key: keys[i], taken: taken, Began: res[i]}
+	}
+	return out
 }

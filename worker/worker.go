@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/group"
 	"github.com/wagate/wagate/internal/streams"
 )
 
@@ -131,6 +133,10 @@ type Worker struct {
 	log     *slog.Logger
 	metrics *metrics
 	running atomic.Bool
+
+	// finishes commits the done marks of runs finishing together in one
+	// store call (see finishOne).
+	finishes *group.Committer[dedupe.Lease, error]
 }
 
 // New returns a Worker that runs h on the events of js, locking them in
@@ -155,7 +161,9 @@ func New(cfg Config, js jetstream.JetStream, store dedupe.Store, h Handler) (*Wo
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, js: js, store: store, handler: h, log: cfg.Logger, metrics: m}, nil
+	w := &Worker{cfg: cfg, js: js, store: store, handler: h, log: cfg.Logger, metrics: m}
+	w.finishes = group.New(0, w.finishBatch)
+	return w, nil
 }
 
 // fetchWait is the longest one pull request waits for messages. Run
@@ -258,19 +266,30 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			}
 			continue
 		}
-		for m := range batch.Messages() {
-			n--
+		// Messages arrive one by one: each group holds the first to arrive
+		// and every other one already there, and its runs are begun in one
+		// round trip (dedupe.BeginAll) before their handlers start.
+		msgs := batch.Messages()
+		for group := range groups(msgs) {
+			n -= len(group)
 			if ctx.Err() != nil {
-				// Arrived while stopping: hand it straight to another worker.
-				w.nak(m, 0, w.log.With(slog.String("key", m.Headers().Get(nats.MsgIdHdr)), slog.String("subject", m.Subject())))
-				release(1)
+				// Arrived while stopping: hand them straight to another worker.
+				for _, m := range group {
+					w.nak(m, 0, w.log.With(slog.String("key", m.Headers().Get(nats.MsgIdHdr)), slog.String("subject", m.Subject())))
+					release(1)
+				}
 				continue
 			}
-			w.metrics.inFlight.Inc()
+			w.metrics.inFlight.Add(float64(len(group)))
 			inflight.Go(func() {
-				defer release(1)
-				defer w.metrics.inFlight.Dec()
-				w.process(hardCtx, ctx.Done(), m)
+				for i, pre := range w.beginBatch(group) {
+					m := group[i]
+					inflight.Go(func() {
+						defer release(1)
+						defer w.metrics.inFlight.Dec()
+						w.process(hardCtx, ctx.Done(), m, pre)
+					})
+				}
 			})
 		}
 		cancel()
@@ -337,4 +356,30 @@ func (w *Worker) drain(hardCancel context.CancelFunc, inflight *sync.WaitGroup) 
 		slog.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
 	hardCancel()
 	<-done
+}
+
+// groups yields the messages of msgs in groups: each group the first message
+// to arrive and every other one already waiting, so that a group never waits
+// for a message that has not come. It ends when msgs is closed.
+func groups(msgs <-chan jetstream.Msg) iter.Seq[[]jetstream.Msg] {
+	return func(yield func([]jetstream.Msg) bool) {
+		for m := range msgs {
+			group := []jetstream.Msg{m}
+		more:
+			for {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break more
+					}
+					group = append(group, m)
+				default:
+					break more
+				}
+			}
+			if !yield(group) {
+				return
+			}
+		}
+	}
 }
