@@ -28,6 +28,7 @@ type env struct {
 	redis, nats, ingress, echo *process
 
 	ingressURL, echoURL string
+	redisURL, natsURL   string
 
 	rdb   *redis.Client
 	nc    *nats.Conn
@@ -55,6 +56,7 @@ func startEnv(ctx context.Context, dir, ingressBin, natsBin, natsURL string, htt
 			return nil, err
 		}
 	}
+	e.redisURL, e.natsURL = redisURL, natsURL
 	if e.rdb, err = connect.Redis(redisURL); err != nil {
 		return nil, err
 	}

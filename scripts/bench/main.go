@@ -57,12 +57,13 @@ func defaultOptions() options {
 		workerEvents: 20000,
 		claims:       100000,
 		e2ePct:       25,
-		phases:       "ingress,worker,memory",
+		phases:       "compare,ingress,worker,memory",
 	}
 }
 
 func main() {
 	serveEchoFromEnv()
+	serveBaselineFromEnv()
 	o := defaultOptions()
 	flag.DurationVar(&o.duration, "duration", o.duration, "length of each load step (25, 50, 75, 100% of peak)")
 	flag.DurationVar(&o.peakDuration, "peak-duration", o.peakDuration, "length of the closed-loop peak run, the bare loop and the echo run")
@@ -72,7 +73,7 @@ func main() {
 	flag.IntVar(&o.workerEvents, "worker-events", o.workerEvents, "events drained by the worker and by the bare consumer")
 	flag.IntVar(&o.claims, "claims", o.claims, "claims stored to measure Redis memory per claim")
 	flag.Float64Var(&o.e2ePct, "e2e-load", o.e2ePct, "end-to-end run's load, in % of the single-event peak")
-	flag.StringVar(&o.phases, "phases", o.phases, "comma-separated phases to run: ingress, worker, memory")
+	flag.StringVar(&o.phases, "phases", o.phases, "comma-separated phases to run: compare, ingress, worker, memory")
 	flag.StringVar(&o.out, "out", "", "directory for latest.json and latest.svg (default scripts/bench/results in the module)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
 	flag.StringVar(&o.natsURL, "nats-url", "", "use this NATS server (with JetStream) instead of building and starting one; its WAGATE_EVENTS stream is purged")
@@ -114,11 +115,11 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 	phases := map[string]bool{}
 	for p := range strings.SplitSeq(o.phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "ingress", "worker", "memory":
+		case "compare", "ingress", "worker", "memory":
 			phases[p] = true
 		case "":
 		default:
-			return nil, fmt.Errorf("unknown phase %q (want ingress, worker, memory)", p)
+			return nil, fmt.Errorf("unknown phase %q (want compare, ingress, worker, memory)", p)
 		}
 	}
 	root, err := moduleRoot()
@@ -138,7 +139,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 		defer os.RemoveAll(tmp)
 	}
 
-	pkgs := map[string]string{"ingress": "./cmd/ingress"}
+	pkgs := map[string]string{"ingress": "./cmd/ingress", "worker": "./cmd/worker"}
 	if o.natsURL == "" {
 		pkgs["nats-server"] = "github.com/nats-io/nats-server/v2"
 	}
@@ -147,7 +148,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := startEnv(ctx, tmp, bins["ingress"], bins["nats-server"], o.natsURL, phases["ingress"] || phases["worker"])
+	env, err := startEnv(ctx, tmp, bins["ingress"], bins["nats-server"], o.natsURL, phases["ingress"] || phases["worker"] || phases["compare"])
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +180,13 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 		return res, err
 	}
 
+	if phases["compare"] {
+		cells, err := benchCompare(ctx, env, o, bins, tmp, logf)
+		res.Compare = cells
+		if err != nil {
+			return finish(fmt.Errorf("compare: %w", err))
+		}
+	}
 	if phases["ingress"] {
 		for _, shape := range []struct {
 			name string

@@ -192,18 +192,18 @@ func startNATS(ctx context.Context, dir, bin string) (*process, string, error) {
 
 // startIngress runs the ingress binary on a free loopback port against
 // redisURL and natsURL, and waits until /readyz answers 200.
-func startIngress(ctx context.Context, dir, bin, redisURL, natsURL, secret string) (*process, string, error) {
+func startIngress(ctx context.Context, dir, bin, redisURL, natsURL, secret string, extra ...string) (*process, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProcess(dir, "ingress", bin, []string{
+	p, err := startProcess(dir, "ingress", bin, append([]string{
 		"WAGATE_REDIS_URL=" + redisURL,
 		"WAGATE_NATS_URL=" + natsURL,
 		"WAGATE_HTTP_ADDR=" + addr,
 		"WAGATE_META_APP_SECRET=" + secret,
-	})
+	}, extra...))
 	if err != nil {
 		return nil, "", err
 	}
