@@ -146,7 +146,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// Owner names this process in the claims it writes, for operators
-	// looking at a pending key. Each request adds a unique suffix. Bytes
+	// looking at a pending key. Each claim batch (the claims of the
+	// requests committed together) adds a unique suffix. Bytes
 	// other than [A-Za-z0-9._-] become '_'. Default "<hostname>-<pid>".
 	Owner string
 	// Streams names the JetStream streams; the zero value is streams'

@@ -246,7 +246,7 @@ func benchCompare(ctx context.Context, e *env, o options, bins map[string]string
 		}
 		load := newWorkload(1, 0, benchSecret, false)
 		m := startCPU(pids)
-		st := attack{url: url, load: load, workers: c, duration: o.peakDuration}.run(ctx)
+		st := attack{url: url + "/webhooks/whatsapp", load: load, workers: c, duration: o.peakDuration}.run(ctx)
 		cell := Cell{System: system, Concurrency: c, RPS: st.RPS, Latency: st.Latency, Errors: st.Errors}
 		if workers {
 			info, err := consumerInfo(ctx, e.js, e.sc)
