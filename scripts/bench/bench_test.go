@@ -16,7 +16,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	serveEchoFromEnv() // the echo floor server is this test binary run again
+	serveEchoFromEnv()     // the echo floor server is this test binary run again
+	serveBaselineFromEnv() // and so is the hand-written baseline
 	os.Exit(m.Run())
 }
 
@@ -35,6 +36,7 @@ func TestRun(t *testing.T) {
 	o.duration, o.peakDuration = 200*time.Millisecond, 200*time.Millisecond
 	o.concurrency, o.batch = 2, 5
 	o.workerEvents, o.claims = 200, 2000
+	o.compareC = []int{2}
 	o.out = t.TempDir()
 	o.natsURL = testenv.StartNATS(t).ClientURL() // private, and saves building nats-server
 
@@ -81,6 +83,25 @@ func TestRun(t *testing.T) {
 	}
 	if dups == 0 {
 		t.Error("no re-sent body was answered as a duplicate")
+	}
+
+	// Side by side: each system answered every request, and the end-to-end
+	// cells account for every stored event (processed or in the backlog).
+	systems := map[string]bool{}
+	for _, c := range res.Compare {
+		systems[c.System] = true
+		if c.Concurrency != 2 || c.RPS <= 0 || len(c.Errors) != 0 || c.CPU == nil || c.CPU.Procs["bench"] <= 0 {
+			t.Errorf("compare cell %+v", c)
+		}
+		if strings.HasPrefix(c.System, "end-to-end") && c.Events+c.Backlog == 0 {
+			t.Errorf("%s: no event stored (%+v)", c.System, c)
+		}
+		if !strings.HasPrefix(c.System, "end-to-end") && c.Events == 0 {
+			t.Errorf("%s: no event stored (%+v)", c.System, c)
+		}
+	}
+	if len(res.Compare) != 4 || len(systems) != 4 {
+		t.Errorf("compare cells %+v, want baseline, ingress, end-to-end and end-to-end-kv", res.Compare)
 	}
 
 	wk := res.Worker

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,7 +32,8 @@ import (
 //	end-to-end   wagate's ingress and two worker processes (the log handler
 //	             at level warn: it writes nothing), counting only the events
 //	             fully processed (done and acked) within the step
-//	end-to-end-kv  the same on the JetStream KV dedupe backend (c=32 only)
+//	end-to-end-kv  the same on the JetStream KV dedupe backend (c=32 only,
+//	             or the first concurrency when 32 is not measured)
 //
 // Single-event bodies, each with a wamid of its own (no re-sends). Every
 // system runs against the same Redis and nats-server, one after the other;
@@ -60,9 +62,6 @@ type Cell struct {
 	CPU        *CPU               `json:"cpu"`
 	Errors     []string           `json:"errors,omitempty"`
 }
-
-// compareConcurrency is the concurrency of the compare phase's steps.
-var compareConcurrency = []int{8, 32, 128}
 
 // baseline env: when baselineAddrEnv is set this program serves the baseline
 // handler instead of benchmarking.
@@ -288,7 +287,11 @@ func benchCompare(ctx context.Context, e *env, o options, bins map[string]string
 		}
 		return m
 	}
-	for _, c := range compareConcurrency {
+	kvC := o.compareC[0]
+	if slices.Contains(o.compareC, 32) {
+		kvC = 32
+	}
+	for _, c := range o.compareC {
 		base, err := measure("baseline", baseURL, c, pidsOf("baseline", baseline.cmd.Process.Pid), false)
 		if err != nil {
 			return cells, err
@@ -305,7 +308,7 @@ func benchCompare(ctx context.Context, e *env, o options, bins map[string]string
 			}
 			cells = append(cells, cell)
 		}
-		if c == 32 {
+		if c == kvC {
 			kvIngress, kvURL, err := startIngress(ctx, tmp, bins["ingress"], e.redisURL, e.natsURL, benchSecret, "WAGATE_DEDUPE_BACKEND=nats")
 			if err != nil {
 				return cells, err

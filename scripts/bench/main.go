@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ type options struct {
 	workerEvents int
 	claims       int
 	e2ePct       float64 // end-to-end load, % of the single-event peak
+	compareC     []int   // concurrency of the compare phase's cells
 	phases       string
 	out          string // "" means <module>/scripts/bench/results
 	keep         bool   // keep the temporary directory (logs, binaries)
@@ -57,6 +59,7 @@ func defaultOptions() options {
 		workerEvents: 20000,
 		claims:       100000,
 		e2ePct:       25,
+		compareC:     []int{8, 32, 128},
 		phases:       "compare,ingress,worker,memory",
 	}
 }
@@ -73,6 +76,17 @@ func main() {
 	flag.IntVar(&o.workerEvents, "worker-events", o.workerEvents, "events drained by the worker and by the bare consumer")
 	flag.IntVar(&o.claims, "claims", o.claims, "claims stored to measure Redis memory per claim")
 	flag.Float64Var(&o.e2ePct, "e2e-load", o.e2ePct, "end-to-end run's load, in % of the single-event peak")
+	flag.Func("compare-c", "comma-separated concurrency of the compare phase's cells (default 8,32,128); the KV backend runs at 32, or the first", func(v string) error {
+		o.compareC = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("bad concurrency %q", f)
+			}
+			o.compareC = append(o.compareC, n)
+		}
+		return nil
+	})
 	flag.StringVar(&o.phases, "phases", o.phases, "comma-separated phases to run: compare, ingress, worker, memory")
 	flag.StringVar(&o.out, "out", "", "directory for latest.json and latest.svg (default scripts/bench/results in the module)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")

@@ -118,9 +118,10 @@ func build(ctx context.Context, root, dir string, pkgs map[string]string) (map[s
 	bins := make(map[string]string, len(pkgs))
 	errs := make(chan error, len(pkgs))
 	for name, pkg := range pkgs {
-		bins[name] = filepath.Join(dir, name)
+		bin := filepath.Join(dir, name)
+		bins[name] = bin
 		go func() {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", bins[name], pkg)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
 				errs <- fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
