@@ -134,6 +134,9 @@ func TestRun(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil || back.Date != res.Date || back.Machine.Redis == "" {
 		t.Errorf("latest.json: %v, date %q, machine %+v", err, back.Date, back.Machine)
 	}
+	if svg, err := os.ReadFile(filepath.Join(o.out, "compare.svg")); err != nil || !strings.Contains(string(svg), "<svg") {
+		t.Errorf("compare.svg: %v, %d bytes", err, len(svg))
+	}
 	svg, err := os.ReadFile(filepath.Join(o.out, "latest.svg"))
 	if err != nil || !strings.Contains(string(svg), "<svg") {
 		t.Errorf("latest.svg: %v, %d bytes", err, len(svg))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -160,10 +161,68 @@ func (r *Results) write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(data, '\n'), 0o644); err != nil {
 		return err
 	}
+	if len(r.Compare) > 0 {
+		if err := r.plotCompare(filepath.Join(dir, "compare.svg")); err != nil {
+			return err
+		}
+	}
 	if len(r.Ingress) == 0 {
 		return nil
 	}
 	return r.plot(filepath.Join(dir, "latest.svg"))
+}
+
+// plotCompare draws the side-by-side phase: events per second against the
+// concurrency, one line per system.
+func (r *Results) plotCompare(path string) error {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("wagate vs a hand-written Go handler (%d CPUs, single-event bodies; end to end: events fully processed)", r.Machine.CPUs)
+	p.X.Label.Text = "requests in flight (log scale)"
+	p.X.Scale = plot.LogScale{}
+	var ticks []plot.Tick
+	seen := map[int]bool{}
+	for _, c := range r.Compare {
+		if !seen[c.Concurrency] {
+			seen[c.Concurrency] = true
+			ticks = append(ticks, plot.Tick{Value: float64(c.Concurrency), Label: strconv.Itoa(c.Concurrency)})
+		}
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Y.Label.Text = "events per second"
+	p.Y.Min = 0
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	colors := []color.Color{
+		color.Gray{Y: 64},
+		color.RGBA{R: 31, G: 119, B: 180, A: 255},
+		color.RGBA{R: 214, G: 39, B: 40, A: 255},
+		color.RGBA{R: 44, G: 160, B: 44, A: 255},
+	}
+	top := 0.0
+	for i, sys := range []string{"baseline", "ingress", "end-to-end", "end-to-end-kv"} {
+		var pts plotter.XYs
+		for _, c := range r.Compare {
+			if c.System == sys && c.EventsPerS > 0 {
+				pts = append(pts, plotter.XY{X: float64(c.Concurrency), Y: c.EventsPerS})
+				top = max(top, c.EventsPerS)
+			}
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		l, sc, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, sc.Color = colors[i], colors[i]
+		l.Width = vg.Points(1.5)
+		sc.Shape = draw.CircleGlyph{}
+		p.Add(l, sc)
+		p.Legend.Add(sys, l, sc)
+	}
+	p.Y.Max = top * 1.3 // room for the legend
+	return p.Save(9*vg.Inch, 5.5*vg.Inch, path)
 }
 
 // plot draws the ack latency percentiles of every step against the offered
