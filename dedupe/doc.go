@@ -15,4 +15,9 @@
 // JetStream key-value buckets, for the one-process `wagate dev` and for
 // operators who want one fewer moving part. Every backend passes the contract
 // suite in package dedupetest.
+//
+// A backend may also implement Batch (BeginBatch, FinishBatch), with which
+// the worker begins and finishes the runs of many keys in one round trip;
+// BeginAll and FinishAll use it when it is there, and one call per key,
+// concurrently, when it is not. Both backends implement it.
 package dedupe

@@ -110,7 +110,7 @@ func waitAcked(ctx context.Context, js jetstream.JetStream, sc streams.Config, s
 }
 
 // runWorker drains n events from the stream through worker.Worker with a
-// handler that does nothing: lock, done mark and AckSync per event.
+// handler that does nothing: lock, done mark and Ack per event.
 func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency int, pids map[string]int) (Consume, error) {
 	if err := resetConsumer(ctx, js, sc); err != nil {
 		return Consume{}, err
