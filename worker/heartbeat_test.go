@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/wagate/wagate/dedupe"
@@ -132,4 +133,43 @@ func TestHeartbeatRecovers(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("run cancelled: %v", context.Cause(ctx))
 	}
+}
+
+// A handler that returns within one Heartbeat costs its heartbeat nothing:
+// no Extend, no InProgress, and no goroutine left behind; halt then reports
+// the lock's expiry counted from when it was taken. Time is simulated.
+func TestHeartbeatQuickHandlerCostsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &extendStore{}
+		w := heartbeatWorker(t, s)
+		var p progress
+		_, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		taken := time.Now()
+		hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, taken, cancel, w.log)
+		time.Sleep(w.cfg.Heartbeat - time.Millisecond) // the handler runs
+		synctest.Wait()
+		expires := hb.halt()
+		synctest.Wait() // every goroutine of the bubble is blocked or gone
+		if s.count() != 0 || p.n.Load() != 0 {
+			t.Fatalf("quick handler: %d extensions, %d InProgress; want none", s.count(), p.n.Load())
+		}
+		if want := taken.Add(w.cfg.LockTTL); !expires.Equal(want) {
+			t.Fatalf("halt: lock expires %v, want %v", expires, want)
+		}
+
+		// One that runs longer gets its beats, the first one Heartbeat in.
+		hb = w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
+		time.Sleep(w.cfg.Heartbeat + time.Millisecond)
+		synctest.Wait()
+		if s.count() != 1 || p.n.Load() != 1 {
+			t.Fatalf("after one Heartbeat: %d extensions, %d InProgress; want 1 and 1", s.count(), p.n.Load())
+		}
+		time.Sleep(w.cfg.Heartbeat)
+		synctest.Wait()
+		if s.count() != 2 {
+			t.Fatalf("after two Heartbeats: %d extensions, want 2", s.count())
+		}
+		hb.halt()
+	})
 }
