@@ -29,7 +29,7 @@ type inProgresser interface {
 type heartbeat struct {
 	stop  chan struct{}
 	done  chan struct{}
-	timer *time.Timer // starts beat after the first Heartbeat
+	timer *time.Timer // starts beat one Heartbeat after the lock was taken
 	// expires is the earliest the lock may expire after the last extension
 	// that succeeded (or after it was taken); set before done is closed.
 	expires time.Time
@@ -39,7 +39,9 @@ type heartbeat struct {
 // taken, for message m. cancel cancels the handler's context.
 func (w *Worker) startHeartbeat(m inProgresser, l dedupe.Lease, taken time.Time, cancel context.CancelCauseFunc, log *slog.Logger) *heartbeat {
 	hb := &heartbeat{stop: make(chan struct{}), done: make(chan struct{}), expires: taken.Add(w.cfg.LockTTL)}
-	hb.timer = time.AfterFunc(w.cfg.Heartbeat, func() {
+	// The first beat is due one Heartbeat after the lock was taken (a lock
+	// begun with its fetched batch was taken before its handler started).
+	hb.timer = time.AfterFunc(max(0, time.Until(taken.Add(w.cfg.Heartbeat))), func() {
 		defer close(hb.done)
 		hb.expires = w.beat(hb.stop, m, l, taken, cancel, log)
 	})
