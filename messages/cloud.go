@@ -88,7 +88,7 @@ func Parse(body []byte, receivedAt time.Time) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := cloudParser{receivedAt: receivedAt, object: object}
+	p := cloudParser{receivedAt: receivedAt, object: object, rawObject: lookup(env, "object")}
 	known := []string{"object", "entry"}
 	idx := lastIndexes(env, known)
 	for i, m := range env {
@@ -139,6 +139,7 @@ func envelope(body []byte) (env []member, object string, entries [][]byte, err e
 type cloudParser struct {
 	receivedAt time.Time
 	object     string
+	rawObject  []byte // the envelope's "object" as received
 	events     []Event
 }
 
@@ -150,6 +151,8 @@ type placement struct {
 	field     string
 	account   string
 	metadata  []byte
+	// The members that place the item, as received (see Frame).
+	rawEntryID, rawEntryTime, rawField, rawProduct []byte
 }
 
 // entry turns one entry[] element into events: those of its changes, and an
@@ -162,7 +165,8 @@ func (p *cloudParser) entry(raw []byte) {
 	}
 	known := []string{"id", "time", "changes"}
 	idx := lastIndexes(ms, known)
-	at := placement{entryID: idOf(valueAt(ms, idx[0])), entryTime: unixSeconds(valueAt(ms, idx[1]))}
+	at := placement{entryID: idOf(valueAt(ms, idx[0])), entryTime: unixSeconds(valueAt(ms, idx[1])),
+		rawEntryID: valueAt(ms, idx[0]), rawEntryTime: valueAt(ms, idx[1])}
 	at.account = at.entryID
 	changes, ok := elements(valueAt(ms, idx[2]))
 	if !ok {
@@ -190,10 +194,16 @@ func (p *cloudParser) change(at placement, raw []byte) {
 	idx := lastIndexes(ms, known)
 	field, ok := decodeString(valueAt(ms, idx[0]))
 	at.field = field
+	at.rawField = valueAt(ms, idx[0])
 	value, isObj := members(valueAt(ms, idx[1]))
 	if !ok || field == "" || !isObj {
 		p.unknown(&at, "change", raw)
 		return
+	}
+	if mp := lookup(value, "messaging_product"); mp != nil {
+		if _, ok := decodeString(mp); ok {
+			at.rawProduct = mp
+		}
 	}
 	if md := lookup(value, "metadata"); isObject(md) {
 		at.metadata = md

@@ -137,6 +137,13 @@ func (p *cloudParser) event(kind Kind, at *placement, raw []byte) Event {
 			EntryTime: at.entryTime,
 			Field:     at.field,
 			Metadata:  at.metadata,
+			Frame: Frame{
+				Object:           p.rawObject,
+				EntryID:          at.rawEntryID,
+				EntryTime:        at.rawEntryTime,
+				Field:            at.rawField,
+				MessagingProduct: at.rawProduct,
+			},
 		},
 	}
 }

@@ -110,6 +110,9 @@ type Context struct {
 	// first whose wa_id equals From, else the only contact when there is
 	// exactly one; empty otherwise.
 	Contact json.RawMessage `json:"contact,omitempty"`
+	// Frame is the rest of the webhook around the item, as received, from
+	// which the item can be sent on in its provider's own format (see Frame).
+	Frame Frame `json:"frame,omitzero"`
 }
 
 // Error is a provider error carried by an item. Source: Meta, "Error codes"

@@ -92,7 +92,7 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 	if instance == "" {
 		instance = "default"
 	}
-	g := gateway{provider: ProviderEvolution, event: event, receivedAt: receivedAt, session: instance, account: instance}
+	g := gateway{provider: ProviderEvolution, event: event, receivedAt: receivedAt, session: instance, account: instance, body: body}
 	// Every apikey member, a repeated one too, is known: none becomes an
 	// unknown event holding the key.
 	rest := make([]member, 0, len(env))

@@ -192,6 +192,7 @@ type gateway struct {
 	timestamp  int64  // the envelope's time, Unix seconds; 0 when absent
 	receivedAt time.Time
 	metadata   []byte // Context.Metadata; nil when none
+	body       []byte // the body, around whose items finish sets the frames
 	events     []Event
 }
 
@@ -343,9 +344,11 @@ func (g *gateway) unknown(where string, raw []byte) {
 
 // finish returns the events of the body, the transient ones with the
 // default repeat window (see Window; the ingress applies its configured one
-// in its place).
+// in its place), each with its frame: the body around its item (see
+// frameGateway).
 func (g *gateway) finish() []Event {
 	Window(g.events, DefaultRepeatWindow)
+	frameGateway(g.body, g.events)
 	return g.events
 }
 

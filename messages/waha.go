@@ -108,7 +108,7 @@ func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
 	if !ok {
 		return nil, notWebhook(`no string "session" member`)
 	}
-	g := gateway{provider: ProviderWAHA, event: event, receivedAt: receivedAt, session: session, account: session}
+	g := gateway{provider: ProviderWAHA, event: event, receivedAt: receivedAt, session: session, account: session, body: body}
 	if md := lookup(env, "metadata"); isObject(md) {
 		g.metadata = md
 	}

@@ -115,7 +115,7 @@ func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := gateway{provider: ProviderWASender, event: event, receivedAt: receivedAt, account: "default"}
+	g := gateway{provider: ProviderWASender, event: event, receivedAt: receivedAt, account: "default", body: body}
 	if id := stringOf(lookup(env, "sessionId")); id != "" {
 		g.account = sessionRef(id)
 	}

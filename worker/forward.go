@@ -60,6 +60,17 @@ type Forward struct {
 	// Header is added to every request (for example Authorization). The
 	// headers above take precedence. Optional.
 	Header http.Header
+	// Format is the body format: FormatEvent (the default when empty) or
+	// FormatProvider.
+	Format ForwardFormat
+	// Secrets are, by provider (messages.ProviderCloud, …), the secrets
+	// requests in FormatProvider are signed with, by Sign: the App Secret or
+	// the application's own, the WASenderApi webhook secret, the WAHA HMAC
+	// key. A provider without one is sent unsigned. Unused in FormatEvent.
+	Secrets map[string]string
+	// Sign signs requests in FormatProvider (ingest.SignRequest signs as
+	// every provider the ingress serves does). Required when Secrets is set.
+	Sign SignFunc
 }
 
 var _ Handler = (*Forward)(nil)
@@ -114,9 +125,12 @@ const (
 // ev cannot be encoded or the request cannot be built, and a retryable error
 // wrapping the transport's error otherwise.
 func (f *Forward) Handle(ctx context.Context, ev messages.Event) error {
-	body, err := ev.Encode()
+	body, err := f.body(ev)
 	if err != nil {
 		return Permanent(fmt.Errorf("forward: %w", err))
+	}
+	if body == nil {
+		return nil // the item reaches the application in another event's body
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(body))
 	if err != nil {
@@ -133,6 +147,9 @@ func (f *Forward) Handle(ctx context.Context, ev messages.Event) error {
 	if run, ok := RunFromContext(ctx); ok {
 		req.Header.Set(HeaderFencingToken, strconv.FormatInt(run.Fence, 10))
 		req.Header.Set(HeaderDelivery, strconv.FormatUint(run.Delivery, 10))
+	}
+	if err := f.sign(req.Header, ev, body); err != nil {
+		return Permanent(fmt.Errorf("forward: %w", err))
 	}
 
 	client := defaultForwardClient
