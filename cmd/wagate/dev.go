@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -125,7 +124,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 	}
 	var h worker.Handler = worker.NewLog(log)
 	if cfg.Handler == "forward" {
-		h = worker.NewForward(cfg.ForwardURL, &http.Client{Timeout: cfg.ForwardTimeout})
+		h = connect.Forward(cfg)
 	}
 	w, err := worker.New(worker.Config{
 		Streams:         connect.Streams(cfg),

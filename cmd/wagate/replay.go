@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -276,7 +275,7 @@ func (p *replayProgress) finish() {
 // replayHandler builds the handler the worker would run, from the configuration.
 func replayHandler(o *ops) worker.Handler {
 	if o.cfg.Handler == "forward" {
-		return worker.NewForward(o.cfg.ForwardURL, &http.Client{Timeout: o.cfg.ForwardTimeout})
+		return connect.Forward(o.cfg)
 	}
 	return worker.NewLog(o.log)
 }

@@ -43,7 +43,7 @@ func run(ctx context.Context) error {
 	var h worker.Handler
 	switch cfg.Handler {
 	case "forward":
-		h = worker.NewForward(cfg.ForwardURL, &http.Client{Timeout: cfg.ForwardTimeout})
+		h = connect.Forward(cfg)
 	default:
 		h = worker.NewLog(log)
 	}

@@ -43,6 +43,8 @@ type Config struct {
 	Handler           string        `env:"HANDLER" envDefault:"log"` // forward | log
 	ForwardURL        string        `env:"FORWARD_URL"`
 	ForwardTimeout    time.Duration `env:"FORWARD_TIMEOUT" envDefault:"5m"`
+	ForwardFormat     string        `env:"FORWARD_FORMAT" envDefault:"event"` // event | provider
+	ForwardSecret     string        `env:"FORWARD_SECRET"`                    // signs provider-format forwards instead of the providers' secrets
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
 	WorkerHTTPAddr    string        `env:"WORKER_HTTP_ADDR" envDefault:":8081"`
 	LockTTL           time.Duration `env:"LOCK_TTL" envDefault:"30s"`
@@ -129,11 +131,17 @@ func (c Config) Validate() error {
 	oneOf("DEDUPE_BACKEND", c.DedupeBackend, "redis", "nats")
 	oneOf("REDIS_POLICY", c.RedisPolicy, "fail-open", "fail-closed")
 	oneOf("HANDLER", c.Handler, "forward", "log")
+	oneOf("FORWARD_FORMAT", c.ForwardFormat, "event", "provider")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
 	oneOf("OTEL", c.OTel, "", "off", "otlp", "stdout")
 	if c.Handler == "forward" && c.ForwardURL == "" {
 		errs = append(errs, Prefix+"HANDLER=forward needs "+Prefix+"FORWARD_URL")
+	}
+	if c.Handler == "forward" && c.ForwardFormat == "provider" && !c.InsecureNoSecret &&
+		strings.TrimSpace(c.ForwardSecret) == "" && len(c.Secrets())+len(c.WASenderSecretList())+len(c.WAHAKeyList()) == 0 {
+		errs = append(errs, Prefix+"FORWARD_FORMAT=provider needs a secret to sign with: "+Prefix+"FORWARD_SECRET or a provider's ("+
+			Prefix+"META_APP_SECRET, "+Prefix+"WASENDER_SECRET, "+Prefix+"WAHA_HMAC_KEY), or "+Prefix+"INSECURE_NO_SIGNATURE=true")
 	}
 	positive := func(name string, v int64) {
 		if v <= 0 {

@@ -1,0 +1,43 @@
+package connect
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/wagate/wagate/ingest"
+	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/worker"
+)
+
+// Forward returns the forward handler the configuration asks for: to
+// WAGATE_FORWARD_URL within WAGATE_FORWARD_TIMEOUT, in WAGATE_FORWARD_FORMAT.
+// In the provider format each provider's requests are signed as the provider
+// signs them (ingest.SignRequest), under WAGATE_FORWARD_SECRET when set, else
+// under the provider's first configured secret: the first App Secret, WASenderApi
+// webhook secret or WAHA HMAC key.
+func Forward(c config.Config) *worker.Forward {
+	f := worker.NewForward(c.ForwardURL, &http.Client{Timeout: c.ForwardTimeout})
+	f.Format = worker.ForwardFormat(c.ForwardFormat)
+	if f.Format != worker.FormatProvider {
+		return f
+	}
+	first := func(list []string) string {
+		if len(list) == 0 {
+			return ""
+		}
+		return list[0]
+	}
+	f.Secrets = map[string]string{
+		messages.ProviderCloud:    first(c.Secrets()),
+		messages.ProviderWASender: first(c.WASenderSecretList()),
+		messages.ProviderWAHA:     first(c.WAHAKeyList()),
+	}
+	if s := strings.TrimSpace(c.ForwardSecret); s != "" {
+		for p := range f.Secrets {
+			f.Secrets[p] = s
+		}
+	}
+	f.Sign = ingest.SignRequest
+	return f
+}
