@@ -261,6 +261,7 @@ func checkEvents(t testing.TB, body []byte, evs []messages.Event) {
 			t.Fatalf("event %d: item capacity %d > length %d: an append would write into the body", i, cap(ev.Item), len(ev.Item))
 		}
 		checkWire(t, i, ev)
+		checkFrame(t, i, body, ev)
 	}
 }
 

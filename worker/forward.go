@@ -37,8 +37,10 @@ const (
 // (with the same Idempotency-Key and a higher fencing token).
 const DefaultForwardTimeout = 5 * time.Minute
 
-// Forward is a Handler that POSTs each event, as ev.Encode() writes it, to
-// URL, with HeaderIdempotencyKey, HeaderFencingToken and HeaderDelivery.
+// Forward is a Handler that POSTs each event to URL, with
+// HeaderIdempotencyKey, HeaderFencingToken and HeaderDelivery: as
+// ev.Encode() writes it (FormatEvent, the default), or in its provider's own
+// webhook format, signed as the provider signs (FormatProvider).
 //
 // A 2xx answer means done. 408, 429, 5xx, timeouts, network errors and the
 // cancellation of ctx are retryable errors. Any other answer (other 4xx, a

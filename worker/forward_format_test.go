@@ -287,3 +287,37 @@ func TestForwardProviderRequest(t *testing.T) {
 		}
 	}
 }
+
+// Any Cloud API body: every event is written as a valid webhook holding its
+// item's bytes, and never panics.
+func FuzzProviderFormatCloud(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("..", "messages", "testdata", "meta_*.json"))
+	for _, name := range files {
+		b, _ := os.ReadFile(name)
+		f.Add(b)
+	}
+	f.Add(cloudBatch())
+	f.Fuzz(func(t *testing.T, body []byte) {
+		evs, err := messages.Parse(body, time.Time{})
+		if err != nil {
+			return
+		}
+		fw := &Forward{Format: FormatProvider}
+		for _, ev := range evs {
+			out, err := fw.body(ev)
+			if err != nil {
+				t.Fatalf("%s %s: %v", ev.Kind, ev.Type, err)
+			}
+			if !json.Valid(out) || !bytes.Contains(out, ev.Item) {
+				t.Fatalf("%s %s: body %q lacks item %q or is not JSON", ev.Kind, ev.Type, out, ev.Item)
+			}
+			back, err := messages.Parse(out, time.Time{})
+			if err != nil {
+				t.Fatalf("%s %s: body %q: %v", ev.Kind, ev.Type, out, err)
+			}
+			if ev.Kind != messages.KindUnknown && (len(back) != 1 || back[0].Key != ev.Key) {
+				t.Fatalf("%s %s: body %q parses to %d events", ev.Kind, ev.Type, out, len(back))
+			}
+		}
+	})
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/wagate/wagate/ingest"
 	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/worker"
 )
 
@@ -124,7 +125,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 	}
 	var h worker.Handler = worker.NewLog(log)
 	if cfg.Handler == "forward" {
-		h = connect.Forward(cfg)
+		h = forward.New(cfg)
 	}
 	w, err := worker.New(worker.Config{
 		Streams:         connect.Streams(cfg),

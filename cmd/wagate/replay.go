@@ -18,6 +18,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/worker"
 )
@@ -275,7 +276,7 @@ func (p *replayProgress) finish() {
 // replayHandler builds the handler the worker would run, from the configuration.
 func replayHandler(o *ops) worker.Handler {
 	if o.cfg.Handler == "forward" {
-		return connect.Forward(o.cfg)
+		return forward.New(o.cfg)
 	}
 	return worker.NewLog(o.log)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/worker"
 )
 
@@ -43,7 +44,7 @@ func run(ctx context.Context) error {
 	var h worker.Handler
 	switch cfg.Handler {
 	case "forward":
-		h = connect.Forward(cfg)
+		h = forward.New(cfg)
 	default:
 		h = worker.NewLog(log)
 	}

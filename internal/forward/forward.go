@@ -1,4 +1,7 @@
-package connect
+// Package forward builds the worker's forward handler from the
+// configuration, for every command that runs it (worker, wagate dev, wagate
+// replay).
+package forward
 
 import (
 	"net/http"
@@ -10,13 +13,13 @@ import (
 	"github.com/wagate/wagate/worker"
 )
 
-// Forward returns the forward handler the configuration asks for: to
+// New returns the forward handler the configuration asks for: to
 // WAGATE_FORWARD_URL within WAGATE_FORWARD_TIMEOUT, in WAGATE_FORWARD_FORMAT.
 // In the provider format each provider's requests are signed as the provider
 // signs them (ingest.SignRequest), under WAGATE_FORWARD_SECRET when set, else
 // under the provider's first configured secret: the first App Secret, WASenderApi
 // webhook secret or WAHA HMAC key.
-func Forward(c config.Config) *worker.Forward {
+func New(c config.Config) *worker.Forward {
 	f := worker.NewForward(c.ForwardURL, &http.Client{Timeout: c.ForwardTimeout})
 	f.Format = worker.ForwardFormat(c.ForwardFormat)
 	if f.Format != worker.FormatProvider {
