@@ -19,7 +19,7 @@ var cloudProvider = provider{
 	path:     pathCloud,
 	secrets:  func(cfg Config) []string { return cfg.AppSecrets },
 	verifier: func(secrets [][]byte) Verifier { return cloudVerifier(secrets) },
-	sign:     func(h http.Header, body []byte, secret string) { h.Set(HeaderSignature, Sign(body, secret)) },
+	sign:     signCloud,
 	parse:    messages.Parse,
 }
 

@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"strings"
 )
 
@@ -20,6 +22,21 @@ func Sign(body []byte, secret string) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return signaturePrefix + hex.EncodeToString(m.Sum(nil))
+}
+
+// HeaderSignatureSHA1 is the older signature header Meta sends beside
+// HeaderSignature: "sha1=" followed by the lowercase hex of
+// HMAC-SHA1(body, App Secret). Apps written before X-Hub-Signature-256 check
+// it; wagate's ingress does not.
+const HeaderSignatureSHA1 = "X-Hub-Signature"
+
+// signCloud sets both of Meta's signature headers of body under secret, as
+// Meta sends them.
+func signCloud(h http.Header, body []byte, secret string) {
+	h.Set(HeaderSignature, Sign(body, secret))
+	m := hmac.New(sha1.New, []byte(secret))
+	m.Write(body)
+	h.Set(HeaderSignatureSHA1, "sha1="+hex.EncodeToString(m.Sum(nil)))
 }
 
 // verifySignature reports whether header is a valid HeaderSignature of body

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -273,6 +274,11 @@ func TestForwardProviderRequest(t *testing.T) {
 			m.Write(req.body)
 			if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); req.header.Get("X-Hub-Signature-256") != want {
 				t.Errorf("%s: X-Hub-Signature-256 %q, want %q", name, req.header.Get("X-Hub-Signature-256"), want)
+			}
+			m = hmac.New(sha1.New, []byte(secret))
+			m.Write(req.body)
+			if want := "sha1=" + hex.EncodeToString(m.Sum(nil)); req.header.Get("X-Hub-Signature") != want {
+				t.Errorf("%s: X-Hub-Signature %q, want %q", name, req.header.Get("X-Hub-Signature"), want)
 			}
 		case messages.ProviderWASender:
 			if req.header.Get("X-Webhook-Signature") != secret {
