@@ -61,7 +61,7 @@ func startApp(t *testing.T, mode string) string {
 			missing("npm package " + pkg + " is not installed: npm ci --prefix " + sdkApp)
 		}
 	}
-	cmd := exec.Command(node, "app.mjs", mode, secret, wasenderSecret, wahaKey)
+	cmd := exec.Command(node, "app.mjs", mode, secret, wasenderSecret, wahaKey, evolutionToken)
 	cmd.Dir = sdkApp
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -170,7 +170,9 @@ func appBehindWagate(t *testing.T, format string) {
 		"WAGATE_META_APP_SECRET=" + secret,
 		"WAGATE_WASENDER_SECRET=" + wasenderSecret,
 		"WAGATE_WAHA_HMAC_KEY=" + wahaKey,
+		"WAGATE_EVOLUTION_TOKEN=" + evolutionToken,
 		"WAGATE_META_VERIFY_TOKEN=e2e-verify",
+		"WAGATE_REPEAT_WINDOW=" + repeatWindow.String(),
 	}
 	port := testenv.FreePort(t)
 	start(t, filepath.Join(dir, "ingress"), "ingress", append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
@@ -193,11 +195,18 @@ func appBehindWagate(t *testing.T, format string) {
 	}
 	if format == "provider" {
 		// whatsapp-api-js reads value.metadata of every change, which a
-		// field change (template status, account update, quality) lacks: it
-		// answers 500 to Meta's own body of one, so those are left out.
-		for n := range bodies {
-			if strings.HasPrefix(n, "meta_field_") {
-				delete(bodies, n)
+		// field change (template status, account update, quality, …) lacks:
+		// it answers 500 to Meta's own body of one, so those are left out.
+		for n, f := range bodies {
+			if f.provider != messages.ProviderCloud {
+				continue
+			}
+			evs, _ := messages.Parse(f.body, time.Now())
+			for _, ev := range evs {
+				if ev.Kind == messages.KindField {
+					delete(bodies, n)
+					break
+				}
 			}
 		}
 	}
@@ -210,6 +219,7 @@ func appBehindWagate(t *testing.T, format string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		messages.Window(evs, repeatWindow)
 		for _, ev := range evs {
 			if format == "provider" && ev.Context.Frame.Covered {
 				continue
@@ -302,9 +312,10 @@ func appBehindWagate(t *testing.T, format string) {
 			t.Errorf("event %s: the app saw item %s, not as the provider sent it (%s)", got.Key, got.Item, candidates[0].Item)
 		}
 		// The SDK ran the item it was given: a message or a status of the
-		// Cloud API reaches its handler with its id.
+		// Cloud API's messages field reaches its handler with its id (it
+		// has no handler for other fields and answers them 200).
 		w := candidates[0]
-		if got.Provider == messages.ProviderCloud && (w.Kind == messages.KindMessage || w.Kind == messages.KindStatus) {
+		if got.Provider == messages.ProviderCloud && w.Context.Field == "messages" && (w.Kind == messages.KindMessage || w.Kind == messages.KindStatus) {
 			if len(r.Ran) != 1 || r.Ran[0].ID != w.ID || (w.Kind == messages.KindStatus && r.Ran[0].Status != w.Status) {
 				t.Errorf("event %s (%s): the app ran %+v", got.Key, w.Identity, r.Ran)
 			}
@@ -332,6 +343,7 @@ func appItem(t *testing.T, r appRequest, body []byte) messages.Event {
 		t.Errorf("request %s: %v\n%s", r.Key, err, body)
 		return messages.Event{}
 	}
+	messages.Window(evs, repeatWindow)
 	var items []messages.Event
 	for _, ev := range evs {
 		if !ev.Context.Frame.Covered {

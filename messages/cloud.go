@@ -153,6 +153,10 @@ type placement struct {
 	metadata  []byte
 	// The members that place the item, as received (see Frame).
 	rawEntryID, rawEntryTime, rawField, rawProduct []byte
+	// rawArray is the name, as received, of the value's member whose array
+	// holds the item; wrapBefore and wrapAfter, when set, wrap the item
+	// inside that array's element (history threads).
+	rawArray, wrapBefore, wrapAfter []byte
 }
 
 // entry turns one entry[] element into events: those of its changes, and an
@@ -288,22 +292,43 @@ func (p *cloudParser) history(at *placement, contacts *contacts, raw []byte) boo
 	if !ok {
 		return false
 	}
+	// wrap returns at with the item wrapped as {"metadata":…,<open>ITEM<close>}.
+	md := lookup(ms, "metadata")
+	history := at.rawArray // "history", before the threads array sets its own
+	wrap := func(open, close string) *placement {
+		w := *at
+		w.rawArray = history
+		w.wrapBefore = []byte("{")
+		if md != nil {
+			w.wrapBefore = append(append(w.wrapBefore, `"metadata":`...), md...)
+			w.wrapBefore = append(w.wrapBefore, ',')
+		}
+		w.wrapBefore = append(w.wrapBefore, open...)
+		w.wrapAfter = []byte(close + "}")
+		return &w
+	}
 	for _, m := range ms {
 		switch {
 		case m.is("metadata"):
 		case m.is("errors"):
-			p.array(at, m, func(raw []byte) bool { return p.valueError(at, raw) })
+			eat := wrap(`"errors":[`, `]`)
+			p.array(eat, m, func(raw []byte) bool { return p.valueError(eat, raw) })
 		case m.is("threads"):
 			p.array(at, m, func(raw []byte) bool {
 				tms, ok := members(raw)
 				if !ok {
 					return false
 				}
+				open := `"threads":[{`
+				if id := lookup(tms, "id"); id != nil {
+					open += `"id":` + string(id) + `,`
+				}
+				tat := wrap(open+`"messages":[`, `]}]`)
 				for _, tm := range tms {
 					switch {
 					case tm.is("id"):
 					case tm.is("messages"):
-						p.array(at, tm, func(raw []byte) bool { return p.item(KindMessage, "history", false, at, contacts, raw) })
+						p.array(tat, tm, func(raw []byte) bool { return p.item(KindMessage, "history", false, tat, contacts, raw) })
 					default:
 						p.unknown(at, "value.history[].threads[]."+tm.name(), tm.value)
 					}
@@ -325,6 +350,11 @@ func (p *cloudParser) array(at *placement, m member, each func(raw []byte) bool)
 	if !ok {
 		p.unknown(at, "value."+m.name(), m.value)
 		return
+	}
+	if at.wrapBefore == nil {
+		outer := at.rawArray
+		at.rawArray = m.rawName
+		defer func() { at.rawArray = outer }()
 	}
 	for _, el := range els {
 		if !each(el) {

@@ -143,6 +143,9 @@ func (p *cloudParser) event(kind Kind, at *placement, raw []byte) Event {
 				EntryTime:        at.rawEntryTime,
 				Field:            at.rawField,
 				MessagingProduct: at.rawProduct,
+				Array:            at.rawArray,
+				Before:           at.wrapBefore,
+				After:            at.wrapAfter,
 			},
 		},
 	}

@@ -27,10 +27,18 @@ type Frame struct {
 	Field json.RawMessage `json:"field,omitempty"`
 	// MessagingProduct is value.messaging_product (Cloud API), "whatsapp".
 	MessagingProduct json.RawMessage `json:"messaging_product,omitempty"`
+	// Array is the name of the value's member whose array held the item
+	// (Cloud API: "messages", "statuses", "calls", "message_echoes",
+	// "history", …), as received, quotes included; nil for an item outside
+	// one. For the Cloud API, Before and After, when set, wrap the item
+	// inside that array's element (a history thread:
+	// {"metadata":…,"threads":[{"id":…,"messages":[ITEM]}]}).
+	Array json.RawMessage `json:"array,omitempty"`
 
 	// Body is true for a gateway item whose body is Before + Item + After.
 	Body bool `json:"body,omitempty"`
 	// Before is the gateway body's bytes before the item; nil when none.
+	// (Cloud API: see Array.)
 	Before []byte `json:"before,omitempty"`
 	// After is the gateway body's bytes after the item; nil when none.
 	After []byte `json:"after,omitempty"`

@@ -36,7 +36,7 @@ func cloudBody(ev messages.Event) ([]byte, error) {
 	w := cloudWriter{ev: ev}
 	switch ev.Kind {
 	case messages.KindMessage, messages.KindStatus, messages.KindCall, messages.KindError:
-		w.value(func() { w.member(cloudArrays[ev.Kind], w.array(ev.Item)) }, ev.Kind != messages.KindError)
+		w.value(w.item, ev.Kind != messages.KindError)
 	case messages.KindField:
 		w.entry(func() { w.open("changes"); w.raw(`[`); w.buf.Write(ev.Item); w.raw(`]`) })
 	case messages.KindUnknown:
@@ -56,6 +56,26 @@ type cloudWriter struct {
 }
 
 func (w *cloudWriter) raw(s string) { w.buf.WriteString(s) }
+
+// item writes the value's member that holds the item alone in its array: the
+// member it came in (Frame.Array, with the element around it in
+// Frame.Before and Frame.After), else the array of its kind.
+func (w *cloudWriter) item() {
+	fr := w.ev.Context.Frame
+	if fr.Array == nil {
+		w.member(cloudArrays[w.ev.Kind], w.array(w.ev.Item))
+		return
+	}
+	if b := w.buf.Bytes(); len(b) > 0 && b[len(b)-1] != '{' {
+		w.buf.WriteByte(',')
+	}
+	w.buf.Write(fr.Array)
+	w.raw(`:[`)
+	w.buf.Write(fr.Before)
+	w.buf.Write(w.ev.Item)
+	w.buf.Write(fr.After)
+	w.raw(`]`)
+}
 
 // array returns item as the only element of an array.
 func (w *cloudWriter) array(item []byte) []byte {

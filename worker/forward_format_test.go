@@ -48,6 +48,8 @@ func providerOf(name string) string {
 		return messages.ProviderWASender
 	case strings.HasPrefix(name, "waha_"):
 		return messages.ProviderWAHA
+	case strings.HasPrefix(name, "evolution_"):
+		return messages.ProviderEvolution
 	}
 	return messages.ProviderCloud
 }
@@ -130,6 +132,15 @@ func compact(b []byte) []byte {
 func TestProviderFormatRoundTrip(t *testing.T) {
 	for name, body := range providerFixtures(t) {
 		roundTrip(t, name, providerOf(name), body)
+	}
+	// The peer corpus: bodies from each provider's documentation and SDKs.
+	peers, _ := filepath.Glob(filepath.Join("..", "messages", "testdata", "peers", "*", "*.json"))
+	for _, f := range peers {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip(t, f, filepath.Base(filepath.Dir(f)), body)
 	}
 }
 

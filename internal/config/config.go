@@ -139,9 +139,9 @@ func (c Config) Validate() error {
 		errs = append(errs, Prefix+"HANDLER=forward needs "+Prefix+"FORWARD_URL")
 	}
 	if c.Handler == "forward" && c.ForwardFormat == "provider" && !c.InsecureNoSecret &&
-		strings.TrimSpace(c.ForwardSecret) == "" && len(c.Secrets())+len(c.WASenderSecretList())+len(c.WAHAKeyList()) == 0 {
+		strings.TrimSpace(c.ForwardSecret) == "" && len(c.Secrets())+len(c.WASenderSecretList())+len(c.WAHAKeyList())+len(c.EvolutionTokenList()) == 0 {
 		errs = append(errs, Prefix+"FORWARD_FORMAT=provider needs a secret to sign with: "+Prefix+"FORWARD_SECRET or a provider's ("+
-			Prefix+"META_APP_SECRET, "+Prefix+"WASENDER_SECRET, "+Prefix+"WAHA_HMAC_KEY), or "+Prefix+"INSECURE_NO_SIGNATURE=true")
+			Prefix+"META_APP_SECRET, "+Prefix+"WASENDER_SECRET, "+Prefix+"WAHA_HMAC_KEY, "+Prefix+"EVOLUTION_TOKEN), or "+Prefix+"INSECURE_NO_SIGNATURE=true")
 	}
 	positive := func(name string, v int64) {
 		if v <= 0 {

@@ -18,7 +18,7 @@ import (
 // In the provider format each provider's requests are signed as the provider
 // signs them (ingest.SignRequest), under WAGATE_FORWARD_SECRET when set, else
 // under the provider's first configured secret: the first App Secret, WASenderApi
-// webhook secret or WAHA HMAC key.
+// webhook secret, WAHA HMAC key or Evolution API token.
 func New(c config.Config) *worker.Forward {
 	f := worker.NewForward(c.ForwardURL, &http.Client{Timeout: c.ForwardTimeout})
 	f.Format = worker.ForwardFormat(c.ForwardFormat)
@@ -32,9 +32,10 @@ func New(c config.Config) *worker.Forward {
 		return list[0]
 	}
 	f.Secrets = map[string]string{
-		messages.ProviderCloud:    first(c.Secrets()),
-		messages.ProviderWASender: first(c.WASenderSecretList()),
-		messages.ProviderWAHA:     first(c.WAHAKeyList()),
+		messages.ProviderCloud:     first(c.Secrets()),
+		messages.ProviderWASender:  first(c.WASenderSecretList()),
+		messages.ProviderWAHA:      first(c.WAHAKeyList()),
+		messages.ProviderEvolution: first(c.EvolutionTokenList()),
 	}
 	if s := strings.TrimSpace(c.ForwardSecret); s != "" {
 		for p := range f.Secrets {

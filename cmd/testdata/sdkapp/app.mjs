@@ -1,13 +1,15 @@
 // A webhook receiver as an existing WhatsApp app would have it, for wagate's
 // end-to-end test (cmd/sdkapp_test.go).
 //
-//   node app.mjs provider <app secret> <wasender secret> <waha key>
+//   node app.mjs provider <app secret> <wasender secret> <waha key> <evolution token>
 //     Cloud API requests (X-Hub-Signature-256) go to whatsapp-api-js's
 //     node:http middleware, signature check on; WASenderApi requests
 //     (X-Webhook-Signature) are checked with the wasenderapi SDK's
 //     verifyWasenderWebhookSignature; WAHA requests (X-Webhook-Hmac) are
 //     checked as WAHA documents them (no public SDK on npm verifies them):
-//     HMAC-SHA512 of the raw body under the key, in lowercase hex.
+//     HMAC-SHA512 of the raw body under the key, in lowercase hex; Evolution
+//     API requests by the header the operator configures on its webhook,
+//     here Authorization: Bearer <token>.
 //   node app.mjs event
 //     A wagate-aware receiver: wagate's event JSON, its Idempotency-Key.
 //
@@ -20,7 +22,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { WhatsAppAPI } from "whatsapp-api-js/middleware/node-http";
 import { verifyWasenderWebhookSignature } from "wasenderapi";
 
-const [mode, appSecret, wasenderSecret, wahaKey] = process.argv.slice(2);
+const [mode, appSecret, wasenderSecret, wahaKey, evolutionToken] = process.argv.slice(2);
 const requests = [];
 const current = new AsyncLocalStorage();
 
@@ -65,6 +67,15 @@ async function handle(req, body, rec) {
   if (req.headers["x-webhook-hmac"] !== undefined) {
     rec.provider = "waha";
     if (!wahaValid(req.headers, body)) return 401;
+    const data = JSON.parse(body.toString("utf-8"));
+    rec.ran.push({ handler: data.event });
+    return 200;
+  }
+  if (req.headers["authorization"] !== undefined) {
+    rec.provider = "evolution";
+    const want = Buffer.from("Bearer " + evolutionToken);
+    const got = Buffer.from(req.headers["authorization"]);
+    if (got.length !== want.length || !timingSafeEqual(got, want)) return 401;
     const data = JSON.parse(body.toString("utf-8"));
     rec.ran.push({ handler: data.event });
     return 200;
