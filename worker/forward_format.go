@@ -25,15 +25,16 @@ const (
 	// (Meta, "Webhooks reference: messages"): "object", the entry's "id" and
 	// "time" (when the item's entry had them), one change with its "field"
 	// and a "value" holding "messaging_product", "metadata", the item's
-	// matching contact (when it had one) and the item alone in its array
-	// ("messages", "statuses", "calls" or "errors"). A field change other than
-	// messages and calls is the whole change as received. Every part is
+	// matching contact (when it had one) and the item alone in the array it
+	// came in ("messages", "statuses", "calls", "errors", "message_echoes",
+	// or a "history" thread with its metadata and id; see messages.Frame).
+	// A change of any other field is the whole change as received. Every part is
 	// copied as received and joined by byte concatenation: the item's bytes
 	// are exactly those the provider sent. An item wagate did not recognise
 	// is placed where it was found (see messages.Parse).
 	//
-	// Gateways (WASenderApi, WAHA and any provider whose parser keeps a
-	// messages.Frame body): the body as the provider sent it; when it held
+	// Gateways (WASenderApi, WAHA, Evolution API and any provider whose
+	// parser keeps a messages.Frame body): the body as the provider sent it; when it held
 	// several items of one array, that array holds this item alone. An
 	// unknown member of a gateway's envelope reaches the application inside
 	// the body of the other events of its webhook and sends nothing of its own.
