@@ -11,6 +11,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/failpoint"
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -227,21 +228,7 @@ func eventAttrs(ev *messages.Event) []any {
 		attrs = append(attrs, "status", ev.Status)
 	}
 	if ev.From != "" {
-		attrs = append(attrs, "from", maskPhone(ev.From))
+		attrs = append(attrs, "from", redact.Phone(ev.From))
 	}
 	return attrs
-}
-
-// maskPhone hides all but the last four characters of a phone number (or of
-// any sender id: a WhatsApp id is a phone number).
-func maskPhone(p string) string {
-	const keep = 4
-	r := []rune(p)
-	if len(r) <= keep {
-		return "****"
-	}
-	for i := range len(r) - keep {
-		r[i] = '*'
-	}
-	return string(r)
 }

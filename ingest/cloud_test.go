@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
 )
@@ -587,7 +588,7 @@ func TestLogsMaskAndOmit(t *testing.T) {
 			if rec["key"] != ev.Key {
 				t.Errorf("log line about an event without its key: %s", line)
 			}
-			if from, ok := rec["from"].(string); ok && from != maskPhone(testUser) {
+			if from, ok := rec["from"].(string); ok && from != redact.Phone(testUser) {
 				t.Errorf("from logged as %q", from)
 			}
 		}

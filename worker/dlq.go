@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
 )
@@ -77,7 +78,7 @@ func (w *Worker) deadLetter(ctx context.Context, l letter, cause string) error {
 	if id := l.header.Get(nats.MsgIdHdr); id != "" {
 		msg.Header.Set(HeaderOriginalMsgID, id)
 	}
-	msg.Header.Set(HeaderError, oneLine(l.reason, maxReason))
+	msg.Header.Set(HeaderError, oneLine(redact.Text(l.reason), maxReason))
 	msg.Header.Set(HeaderDeliveries, strconv.FormatUint(l.deliveries, 10))
 	msg.Header.Set(HeaderOriginalStream, l.stream)
 	msg.Header.Set(HeaderOriginalSubject, l.subject)

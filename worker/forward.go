@@ -3,12 +3,15 @@ package worker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -165,7 +168,11 @@ func (f *Forward) Handle(ctx context.Context, ev messages.Event) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		// Timeouts, cancellation and network errors: retry.
+		// Timeouts, cancellation and network errors: retry. The error quotes
+		// the URL: never its credentials or query (a token).
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			ue.URL = redact.URL(ue.URL)
+		}
 		return fmt.Errorf("forward: %w", err)
 	}
 	defer resp.Body.Close()

@@ -5,12 +5,13 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/messages"
 )
 
 // Log is a Handler that writes one structured line per event: its key,
 // provider, kind, type, status, account, the provider's id masked (MaskID),
-// the fencing number and delivery, and the sender masked (1555****0001). It
+// the fencing number and delivery, and the sender masked to its last 4 digits (*******0001). It
 // never writes the message body or the raw item. It always succeeds.
 //
 // The zero value logs to slog.Default() at level Info. Log is safe for
@@ -55,24 +56,11 @@ func (l *Log) Handle(ctx context.Context, ev messages.Event) error {
 	return nil
 }
 
-// MaskPhone hides the middle of a phone number (or any identifier) for logs:
-// "15550000001" becomes "1555****0001". Numbers of 9 characters or more keep
-// their first and last 4; shorter ones keep 2 and 2; 4 characters or fewer
-// are hidden whole; lengths count characters. The empty string stays empty.
-func MaskPhone(s string) string {
-	r := []rune(s)
-	n := len(r)
-	switch {
-	case n == 0:
-		return ""
-	case n <= 4:
-		return strings.Repeat("*", n)
-	case n < 9:
-		return string(r[:2]) + "****" + string(r[n-2:])
-	default:
-		return string(r[:4]) + "****" + string(r[n-4:])
-	}
-}
+// MaskPhone hides all but the last 4 characters of a phone number (or any
+// identifier) for logs: "15550000001" becomes "*******0001"; 4 characters
+// or fewer are hidden whole; the empty string stays empty. It is the one
+// rule every wagate process applies (the ingress and the worker alike).
+func MaskPhone(s string) string { return redact.Phone(s) }
 
 // maskIDTail is how many characters of a long id MaskID keeps.
 const maskIDTail = 8

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/internal/streams"
 )
 
@@ -113,25 +113,13 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 }
 
 // RedactURL returns the server URLs of s (a comma-separated list, as NATS
-// takes them) with every password, and every user name that stands alone
-// (a NATS token: nats://<token>@host), replaced by "xxxxx", for errors and
+// takes them), each redacted by redact.URL (credentials, a lone token as in
+// nats://<token>@host, and query values replaced by "xxxxx"), for errors and
 // logs.
 func RedactURL(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		if u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = url.User("xxxxx")
-			}
-		}
-		parts[i] = u.String()
+		parts[i] = redact.URL(p)
 	}
 	return strings.Join(parts, ",")
 }
