@@ -68,7 +68,7 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		if _, ok := seen[ev.Key]; ok {
 			ans.Duplicates++
 			s.count(ev, outcomeDuplicate)
-			log.Info("ingest: duplicate in the same body", eventAttrs(ev)...)
+			s.logDuplicate(log, "ingest: duplicate in the same body", eventAttrs(ev)...)
 			continue
 		}
 		seen[ev.Key] = struct{}{}
@@ -80,8 +80,11 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 	claims, err := s.commits.claims.Do(keys)
 	bypass := false
 	if err != nil {
-		if s.cfg.RedisPolicy == FailClosed {
-			log.Warn("ingest: claim failed; refusing the request (fail-closed)", "err", err, "events", len(uniq))
+		if s.cfg.RedisPolicy == FailClosed || errors.Is(err, errStoreSlow) {
+			// A store that answers a ping but not the claim in time is slow,
+			// not down: fail-open would publish without dedupe for as long
+			// as it stays slow. The provider retries.
+			log.Warn("ingest: claim failed; refusing the request", "err", err, "events", len(uniq), "policy", s.cfg.RedisPolicy)
 			for _, ev := range uniq {
 				s.count(ev, outcomeRejected)
 			}
@@ -107,7 +110,7 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		case dedupe.Accepted, dedupe.Done:
 			ans.Duplicates++
 			s.count(ev, outcomeDuplicate)
-			log.Info("ingest: duplicate", append(eventAttrs(ev), "state", cl.Prior.String())...)
+			s.logDuplicate(log, "ingest: duplicate", append(eventAttrs(ev), "state", cl.Prior.String())...)
 		default: // Absent, Pending
 			pub = append(pub, ev)
 			pubClaim = append(pubClaim, cl)

@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/wagate/wagate/dedupe"
@@ -98,13 +99,19 @@ func TestReadiness(t *testing.T) {
 	e := newEnv(t, Config{RedisPolicy: FailClosed})
 	ready := func(wantCode int) readiness {
 		t.Helper()
-		code, body := e.get(pathReady)
+		code, body := e.getAdmin(pathReady)
 		var r readiness
 		if err := json.Unmarshal([]byte(body), &r); err != nil {
 			t.Fatalf("readyz body %q: %v", body, err)
 		}
 		if code != wantCode {
 			t.Fatalf("readyz: got %d %s, want %d", code, body, wantCode)
+		}
+		// It names the dependency, never its address or error text.
+		for _, leak := range []string{"127.0.0.1", "localhost", "redis://", "nats://", "dial", "refused", e.redis.Addr()} {
+			if strings.Contains(body, leak) {
+				t.Errorf("readyz body %s holds %q", body, leak)
+			}
 		}
 		return r
 	}
@@ -116,7 +123,7 @@ func TestReadiness(t *testing.T) {
 	}
 
 	e.redis.Stop()
-	if r := ready(http.StatusServiceUnavailable); r.Store == "ok" || r.JetStream != "ok" {
+	if r := ready(http.StatusServiceUnavailable); r.Store != stateUnavailable || r.JetStream != "ok" {
 		t.Fatalf("readyz with Redis stopped: %+v, want the store failing only", r)
 	}
 	if code, _ := e.get(pathHealth); code != http.StatusOK {
@@ -125,7 +132,7 @@ func TestReadiness(t *testing.T) {
 
 	e.nats.Shutdown()
 	testenv.Eventually(t, wait, func() bool { return !e.nc.IsConnected() }, "NATS connection down")
-	if r := ready(http.StatusServiceUnavailable); r.Store == "ok" || r.JetStream == "ok" {
+	if r := ready(http.StatusServiceUnavailable); r.Store != stateUnavailable || r.JetStream != stateUnavailable {
 		t.Fatalf("readyz with both down: %+v", r)
 	}
 }
@@ -136,7 +143,7 @@ func TestReadiness(t *testing.T) {
 func TestReadinessFailOpen(t *testing.T) {
 	e := newEnv(t, Config{})
 	e.redis.Stop()
-	code, body := e.get(pathReady)
+	code, body := e.getAdmin(pathReady)
 	var r readiness
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
 		t.Fatalf("readyz body %q: %v", body, err)
@@ -148,7 +155,7 @@ func TestReadinessFailOpen(t *testing.T) {
 
 	e.nats.Shutdown()
 	testenv.Eventually(t, wait, func() bool { return !e.nc.IsConnected() }, "NATS connection down")
-	if code, body := e.get(pathReady); code != http.StatusServiceUnavailable {
+	if code, body := e.getAdmin(pathReady); code != http.StatusServiceUnavailable {
 		t.Fatalf("readyz with NATS down: %d %s, want 503", code, body)
 	}
 }

@@ -26,6 +26,12 @@ var cloudProvider = provider{
 // cloudVerifier checks X-Hub-Signature-256 under any of its App Secrets.
 type cloudVerifier [][]byte
 
+// CheckHeader reports whether h holds a well-formed HeaderSignature.
+func (v cloudVerifier) CheckHeader(h http.Header) bool {
+	_, ok := parseSignature(h.Get(HeaderSignature))
+	return ok
+}
+
 // Verify reports whether h holds a valid HeaderSignature of body.
 func (v cloudVerifier) Verify(h http.Header, body []byte) bool {
 	return verifySignature(body, h.Get(HeaderSignature), v)

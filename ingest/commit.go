@@ -2,7 +2,10 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -51,11 +54,43 @@ func (s *Server) newCommits() *commits {
 	}
 }
 
-// claimBatch claims keys, the keys of every request of one batch, in one
-// store call bounded by Config.StoreTimeout, under an owner of its own, and
-// checks the answer has one claim per key.
+// claimChunk is the most keys claimed in one store call: a larger batch (a
+// request with many events) is claimed in several calls, each bounded by
+// Config.StoreTimeout, so that a healthy store answers each one in time.
+const claimChunk = 1000
+
+// errStoreSlow is returned by claimBatch when the store did not answer a
+// claim within Config.StoreTimeout but answers a ping: it is slow, not
+// unreachable, and FailOpen does not apply.
+var errStoreSlow = errors.New("ingest: dedupe store too slow for the claim")
+
+// claimBatch claims keys, the keys of every request of one batch, under an
+// owner of its own, in store calls of at most claimChunk keys, each bounded
+// by Config.StoreTimeout, and checks the answers have one claim per key.
+// When a call fails, the claims already taken are released (best effort) and
+// the error returned; it wraps errStoreSlow when the call ran out of time
+// and the store still answers a ping.
 func (s *Server) claimBatch(keys []string) ([]dedupe.Claim, error) {
 	owner, _ := s.requestOwner()
+	claims := make([]dedupe.Claim, 0, len(keys))
+	for len(claims) < len(keys) {
+		part := keys[len(claims):min(len(keys), len(claims)+claimChunk)]
+		got, err := s.claimOnce(owner, part)
+		if err != nil {
+			s.releaseTaken(claims)
+			if timedOut(err) && s.storeCall(context.Background(), s.store.Ping) == nil {
+				err = fmt.Errorf("%w: %w", errStoreSlow, err)
+			}
+			return nil, err
+		}
+		claims = append(claims, got...)
+	}
+	return claims, nil
+}
+
+// claimOnce claims keys in one store call bounded by Config.StoreTimeout,
+// and checks the answer has one claim per key.
+func (s *Server) claimOnce(owner string, keys []string) ([]dedupe.Claim, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 	defer cancel()
 	start := time.Now()
@@ -73,6 +108,37 @@ func (s *Server) claimBatch(keys []string) ([]dedupe.Claim, error) {
 		}
 	}
 	return claims, nil
+}
+
+// timedOut reports whether err is a deadline's: the context's, or a socket
+// deadline set from it (go-redis applies the context's deadline to the
+// connection, whose error is then a net timeout).
+func timedOut(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
+}
+
+// releaseTaken releases the claims a batch took (prior state absent) when a
+// later call of the batch failed. A failed release leaves the keys pending
+// until the horizon: the provider's retry publishes them again with the same
+// Nats-Msg-Id.
+func (s *Server) releaseTaken(claims []dedupe.Claim) {
+	var taken []dedupe.Claim
+	for _, cl := range claims {
+		if cl.Prior == dedupe.Absent {
+			taken = append(taken, cl)
+		}
+	}
+	for i := 0; i < len(taken); i += claimChunk {
+		part := taken[i:min(len(taken), i+claimChunk)]
+		if err := s.storeCall(context.Background(), func(ctx context.Context) error { return s.store.Release(ctx, part) }); err != nil {
+			s.log.Warn("ingest: release after a failed claim failed", "err", err, "keys", len(taken))
+			return
+		}
+	}
 }
 
 // markBatch moves the stored claims of every request of one batch to

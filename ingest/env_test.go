@@ -45,7 +45,8 @@ type env struct {
 	store *countingStore
 	reg   *prometheus.Registry
 	srv   *Server
-	http  *httptest.Server
+	http  *httptest.Server // Handler: the webhook routes
+	admin *httptest.Server // AdminHandler: /healthz, /readyz, /metrics
 	logs  *syncBuffer
 }
 
@@ -95,6 +96,8 @@ func newEnv(t testing.TB, cfg Config, opts ...Option) *env {
 	}
 	e.http = httptest.NewServer(e.srv.Handler())
 	t.Cleanup(e.http.Close)
+	e.admin = httptest.NewServer(e.srv.AdminHandler())
+	t.Cleanup(e.admin.Close)
 	return e
 }
 
@@ -113,10 +116,21 @@ func (e *env) post(body []byte, sig string) (int, string) {
 	return e.do(req)
 }
 
-// get sends a GET to path and returns the status code and the answer's body.
+// get sends a GET to path on the webhook handler and returns the status
+// code and the answer's body.
 func (e *env) get(path string) (int, string) {
 	e.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.do(req)
+}
+
+// getAdmin is get on the admin handler.
+func (e *env) getAdmin(path string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.admin.URL+path, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -289,6 +303,9 @@ type countingStore struct {
 	// onClaim, when set, is called with the keys of every Claim before it
 	// is sent.
 	onClaim func(keys []string)
+	// claimDelay, when set, makes every Claim wait that long (or until its
+	// context is done) before it runs: a slow but healthy store.
+	claimDelay time.Duration
 }
 
 func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error {
@@ -307,6 +324,13 @@ func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) 
 	s.keys.Add(int64(len(keys)))
 	if s.onClaim != nil {
 		s.onClaim(keys)
+	}
+	if s.claimDelay > 0 {
+		select {
+		case <-time.After(s.claimDelay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return s.Store.Claim(ctx, owner, keys)
 }

@@ -21,12 +21,12 @@ func (s *Server) handshake(c echo.Context) error {
 	sum := sha256.Sum256([]byte(token))
 	ok := subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
 	if q.Get("hub.mode") != "subscribe" || s.cfg.VerifyToken == "" || token == "" || !ok {
-		s.log.Info("ingest: verification handshake refused", "subscribe", q.Get("hub.mode") == "subscribe", "token_present", token != "")
+		s.logRefusal("ingest: verification handshake refused", "subscribe", q.Get("hub.mode") == "subscribe", "token_present", token != "")
 		return c.String(http.StatusForbidden, "forbidden")
 	}
 	challenge := q.Get("hub.challenge")
 	if challenge == "" {
-		s.log.Info("ingest: verification handshake without a challenge")
+		s.logRefusal("ingest: verification handshake without a challenge")
 		return c.String(http.StatusBadRequest, "missing hub.challenge")
 	}
 	s.log.Info("ingest: verification handshake accepted")

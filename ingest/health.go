@@ -26,8 +26,9 @@ func (s *Server) health(c echo.Context) error {
 	return c.String(http.StatusOK, "ok")
 }
 
-// readiness is the body of a /readyz answer: "ok" or the reason of each
-// failed dependency.
+// readiness is the body of a /readyz answer: for each dependency "ok" or
+// "unavailable", never the error's text (it names internal hosts and ports:
+// the logs have it).
 type readiness struct {
 	Store     string `json:"store"`
 	JetStream string `json:"jetstream"`
@@ -47,15 +48,17 @@ func (s *Server) ready(c echo.Context) error {
 	defer cancel()
 	var r readiness
 	var wg sync.WaitGroup
-	wg.Go(func() { r.Store = status(s.store.Ping(ctx)) })
-	wg.Go(func() { r.JetStream = status(s.pingJetStream(ctx)) })
+	var storeErr, jsErr error
+	wg.Go(func() { storeErr = s.store.Ping(ctx) })
+	wg.Go(func() { jsErr = s.pingJetStream(ctx) })
 	wg.Wait()
+	r.Store, r.JetStream = status(storeErr), status(jsErr)
 	r.Draining = s.draining.Load()
 	code := http.StatusOK
 	storeBlocks := r.Store != "ok" && s.cfg.RedisPolicy == FailClosed
 	if storeBlocks || r.JetStream != "ok" || r.Draining {
 		code = http.StatusServiceUnavailable
-		s.log.Info("ingest: not ready", "store", r.Store, "jetstream", r.JetStream, "draining", r.Draining)
+		s.log.Info("ingest: not ready", "store", r.Store, "store_err", storeErr, "jetstream", r.JetStream, "jetstream_err", jsErr, "draining", r.Draining)
 	}
 	return c.JSON(code, r)
 }
@@ -69,10 +72,16 @@ func (s *Server) pingJetStream(ctx context.Context) error {
 	return err
 }
 
-// status is "ok" for a nil error, else the error's text.
+// Dependency states in a /readyz answer.
+const (
+	stateOK          = "ok"
+	stateUnavailable = "unavailable"
+)
+
+// status is stateOK for a nil error, else stateUnavailable.
 func status(err error) string {
 	if err == nil {
-		return "ok"
+		return stateOK
 	}
-	return err.Error()
+	return stateUnavailable
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -20,6 +21,19 @@ import (
 type Verifier interface {
 	// Verify reports whether h authenticates body.
 	Verify(h http.Header, body []byte) bool
+}
+
+// HeaderChecker is the part of a Verifier that needs no body: it tells from
+// the headers alone that a request cannot be authentic, because the
+// provider's credential header is missing or malformed (not the length or
+// alphabet the provider writes). The ingress asks it first and answers 401
+// at once, without reserving memory for the body or reading it. Every
+// provider's Verifier implements it; a new provider's must too (a test walks
+// every provider). Safe for concurrent use.
+type HeaderChecker interface {
+	// CheckHeader reports whether h carries a well-formed credential. True
+	// does not mean authentic: Verify still decides, over the body.
+	CheckHeader(h http.Header) bool
 }
 
 // provider is one webhook source the ingress can serve: a POST route, how
@@ -166,6 +180,12 @@ const bodyWait = time.Second
 // receiveBody reads, verifies, parses and accepts one body of p, and returns
 // the status code and body of the answer.
 func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (int, Answer) {
+	if hc, ok := p.verify.(HeaderChecker); ok && !hc.CheckHeader(r.Header) {
+		// Cannot be authentic: refused before any memory is reserved or any
+		// byte of the body read.
+		s.logRefusal("ingest: signature header missing or malformed", "provider", p.name, "content_length", r.ContentLength)
+		return http.StatusUnauthorized, Answer{Error: "invalid signature"}
+	}
 	if r.ContentLength <= s.cfg.BodyLimit {
 		// Reserve the body's memory before reading it (a body over the
 		// limit is refused below without being read): the signature can
@@ -182,7 +202,7 @@ func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (i
 			cancel()
 			if err != nil {
 				s.metrics.bodyRefusals.Inc()
-				s.log.Warn("ingest: too many bodies in flight; request refused", "provider", p.name, "content_length", r.ContentLength, "body_memory", s.cfg.BodyMemory)
+				s.logRefusal("ingest: too many bodies in flight; request refused", "provider", p.name, "content_length", r.ContentLength, "body_memory", s.cfg.BodyMemory)
 				return http.StatusServiceUnavailable, Answer{Error: "too many requests in flight"}
 			}
 		}
@@ -191,28 +211,64 @@ func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (i
 	body, err := readBody(r.Body, r.ContentLength, s.cfg.BodyLimit)
 	switch {
 	case errors.Is(err, errTooLarge):
-		s.log.Info("ingest: body over the limit", "provider", p.name, "content_length", r.ContentLength, "limit", s.cfg.BodyLimit)
+		s.logRefusal("ingest: body over the limit", "provider", p.name, "content_length", r.ContentLength, "limit", s.cfg.BodyLimit)
 		return http.StatusRequestEntityTooLarge, Answer{Error: "body too large"}
 	case err != nil:
-		s.log.Info("ingest: body unreadable", "provider", p.name, "err", err)
+		s.logRefusal("ingest: body unreadable", "provider", p.name, "err", err)
 		return http.StatusBadRequest, Answer{Error: "unreadable body"}
 	}
 	if p.verify != nil && !p.verify.Verify(r.Header, body) {
-		s.log.Info("ingest: signature refused", "provider", p.name, "bytes", len(body))
+		s.logRefusal("ingest: signature refused", "provider", p.name, "bytes", len(body))
 		return http.StatusUnauthorized, Answer{Error: "invalid signature"}
 	}
 	events, err := p.parse(body, receivedAt.UTC())
 	messages.Window(events, s.cfg.RepeatWindow)
 	if err != nil {
 		if errors.Is(err, messages.ErrNotWebhook) {
-			s.log.Info("ingest: not a webhook", "provider", p.name, "bytes", len(body))
+			s.logRefusal("ingest: not a webhook", "provider", p.name, "bytes", len(body))
 		} else {
-			s.log.Error("ingest: body not parsed", "provider", p.name, "err", err, "bytes", len(body))
+			s.logRefusal("ingest: body not parsed", "provider", p.name, "err", err, "bytes", len(body))
 		}
 		return http.StatusBadRequest, Answer{Error: "body is not a " + p.title + " webhook"}
 	}
 	if len(events) == 0 {
 		return http.StatusOK, Answer{}
 	}
+	if len(events) > s.cfg.MaxEvents {
+		// Refused whole, before anything is claimed: no provider documents
+		// a batch this large.
+		s.logRefusal("ingest: too many events in one request", "provider", p.name, "events", len(events), "max_events", s.cfg.MaxEvents)
+		return http.StatusRequestEntityTooLarge, Answer{Events: len(events),
+			Error: fmt.Sprintf("body holds %d events, over the limit of %d events per request", len(events), s.cfg.MaxEvents)}
+	}
 	return s.accept(r.Context(), events)
+}
+
+// logRefusal writes a line about a refused request, sampled
+// (Config.LogSampleRate): anyone can send requests that are refused. The
+// metrics count every refusal (wagate_ingest_requests_total by code).
+func (s *Server) logRefusal(msg string, args ...any) {
+	ok, suppressed := s.refused.Allow()
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	s.log.Info(msg, args...)
+}
+
+// logDuplicate writes a line about a duplicate event, sampled
+// (Config.LogSampleRate): a provider's retries, or anyone replaying a signed
+// body, make them at will. wagate_ingest_events_total{outcome="duplicate"}
+// counts every one.
+func (s *Server) logDuplicate(log *slog.Logger, msg string, args ...any) {
+	ok, suppressed := s.dupes.Allow()
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	log.Info(msg, args...)
 }

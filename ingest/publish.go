@@ -52,8 +52,14 @@ func (s *Server) message(ev *messages.Event) (*nats.Msg, error) {
 	return msg, nil
 }
 
+// publishChunk is the number of events given one Config.PublishTimeout: a
+// larger batch is given one more for each publishChunk events, so that a
+// healthy JetStream stores a large batch in time.
+const publishChunk = 1000
+
 // publishAll publishes every event and waits for every PubAck, all within
-// Config.PublishTimeout. It returns one result per event, in order.
+// Config.PublishTimeout for each publishChunk events. It returns one result
+// per event, in order.
 //
 // The events go out without a round trip each (PublishMsgAsync), on a
 // JetStream context of the server's own on the connection of the one New
@@ -61,7 +67,8 @@ func (s *Server) message(ev *messages.Event) (*nats.Msg, error) {
 // a JetStream without a connection, each event goes through the PublishFunc,
 // concurrently (at most maxInflight at a time).
 func (s *Server) publishAll(ctx context.Context, evs []*messages.Event) []published {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	chunks := time.Duration((len(evs) + publishChunk - 1) / publishChunk)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout*max(chunks, 1))
 	defer cancel()
 	if js := s.asyncJetStream(); js != nil {
 		return s.publishAsync(ctx, js, evs)

@@ -24,14 +24,17 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/internal/streams"
 )
 
 // Defaults of Config, used where a field is zero.
 const (
 	DefaultAddr              = ":8080"          // Config.Addr
+	DefaultAdminAddr         = ":8082"          // Config.AdminAddr
 	DefaultBodyLimit         = 4 << 20          // Config.BodyLimit, bytes: 4 MiB, above Meta's 3 MB
-	DefaultBodyMemory        = 256 << 20        // Config.BodyMemory, bytes: 256 MiB
+	DefaultBodyMemory        = 64 << 20         // Config.BodyMemory, bytes: 64 MiB (16 bodies at the default BodyLimit)
+	DefaultMaxEvents         = 5000             // Config.MaxEvents: 5 × Meta's 1,000 events per webhook
 	DefaultStoreTimeout      = 2 * time.Second  // Config.StoreTimeout
 	DefaultPublishTimeout    = 5 * time.Second  // Config.PublishTimeout
 	DefaultReadTimeout       = 15 * time.Second // Config.ReadTimeout
@@ -66,8 +69,13 @@ var ErrNoSecret = errors.New("ingest: no webhook secret configured (set Insecure
 // secret, or under Insecure; otherwise its route answers 404.
 // Durations must not be negative.
 type Config struct {
-	// Addr is the TCP address Run listens on. Default ":8080".
+	// Addr is the TCP address Run serves the webhook routes on, with
+	// /healthz only. Default ":8080".
 	Addr string
+	// AdminAddr is the TCP address Run serves /healthz, /readyz and
+	// /metrics on (AdminHandler): keep it off the public network. Default
+	// ":8082".
+	AdminAddr string
 
 	// AppSecrets are the Meta App Secrets a Cloud API body may be signed
 	// with (X-Hub-Signature-256). A body is accepted when its signature
@@ -115,9 +123,27 @@ type Config struct {
 	// that cannot reserve it within a second is answered 503 without its body
 	// being read, and the provider retries. Since a signature can only be
 	// checked on a whole body, this is what keeps unsigned requests from
-	// holding memory without bound. Default 256 MiB (64 bodies at the
-	// default BodyLimit); raised to BodyLimit when below it.
+	// holding memory without bound; a request whose signature header is
+	// missing or malformed is refused (401) before it reserves anything.
+	// Default 64 MiB (16 bodies at the default BodyLimit); raised to
+	// BodyLimit when below it. Body memory plus the process's own working set
+	// (about 40 MiB idle, more under load) must stay under the memory limit
+	// of the container: the manifests in deployments/ are sized for the
+	// default.
 	BodyMemory int64
+	// MaxEvents is the most events one request may hold. A body holding more
+	// is answered 413, naming the limit, before anything is claimed. Meta
+	// batches at most 1,000 updates in one notification (Graph API,
+	// "Webhooks: Getting Started", Event Notifications,
+	// developers.facebook.com/docs/graph-api/webhooks/getting-started); the
+	// gateways (WASenderApi, WAHA) send one event per request. Default 5000.
+	MaxEvents int
+	// LogSampleRate bounds the lines written about refused requests (401,
+	// 403, 400, 413) and about duplicates, each kind on its own, in lines
+	// per second with bursts of as many; the metrics count every one, and
+	// the next line written says how many were held back ("suppressed").
+	// Default 10; negative: every line is written.
+	LogSampleRate int
 	// RedisPolicy says what to do when the dedupe store fails to claim.
 	// Default FailOpen.
 	RedisPolicy Policy
@@ -168,6 +194,15 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+	if c.MaxEvents < 0 {
+		return c, fmt.Errorf("ingest: negative max events %d", c.MaxEvents)
+	}
+	if c.MaxEvents == 0 {
+		c.MaxEvents = DefaultMaxEvents
 	}
 	if err := checkSecrets(c); err != nil {
 		return c, err
@@ -225,6 +260,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
+	// Every record bounded: no request makes a line longer than a few KiB.
+	c.Logger = slog.New(logging.Bounded(c.Logger.Handler()))
 	return c, nil
 }
 
@@ -264,10 +301,13 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	gatherer prometheus.Gatherer
-	echo     *echo.Echo
+	echo     *echo.Echo          // webhook routes and /healthz
+	admin    *echo.Echo          // /healthz, /readyz, /metrics
 	routeSet map[string]struct{} // paths of the registered routes, for metric labels
 
 	bodies   *semaphore.Weighted // Config.BodyMemory: bytes of bodies held now
+	refused  *logging.Sampler    // lines about refused requests (Config.LogSampleRate)
+	dupes    *logging.Sampler    // lines about duplicates (Config.LogSampleRate)
 	owner    string              // Config.Owner plus a per-process nonce
 	seq      atomic.Uint64       // per-request suffix of owner
 	draining atomic.Bool         // set when Run's context is cancelled
@@ -308,6 +348,8 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 		js:       js,
 		tokenSum: sha256.Sum256([]byte(cfg.VerifyToken)),
 		bodies:   semaphore.NewWeighted(cfg.BodyMemory),
+		refused:  logging.NewSampler(cfg.LogSampleRate),
+		dupes:    logging.NewSampler(cfg.LogSampleRate),
 		log:      cfg.Logger,
 		owner:    cfg.Owner + "." + hex.EncodeToString(nonce[:]),
 	}
@@ -340,23 +382,29 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 	if cfg.VerifyToken == "" {
 		s.log.Info("ingest: no verify token: every verification handshake is refused")
 	}
-	s.echo = s.routes()
+	s.echo, s.admin = s.routes()
 	return s, nil
 }
 
-// Handler returns the server's HTTP handler, for tests and for callers that
-// run their own http.Server. It is safe for concurrent use. The streams must
-// exist first (see EnsureStreams).
+// Handler returns the server's webhook handler (the providers' routes and
+// /healthz), for tests and for callers that run their own http.Server. It is
+// safe for concurrent use. The streams must exist first (see EnsureStreams).
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// AdminHandler returns the server's admin handler: /healthz, /readyz and
+// /metrics, for Config.AdminAddr. It is safe for concurrent use.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 // ensureTimeout bounds the creation or update of the streams at start-up.
 const ensureTimeout = 30 * time.Second
 
 // Run creates or updates the streams (streams.Ensure), listens on
-// Config.Addr and serves until ctx is cancelled, then shuts down gracefully
-// (see Serve). It returns an error when the streams cannot be ensured (one
-// wrapping streams.ErrConflict when a live stream conflicts with
-// Config.Streams), when the address cannot be listened on, or as Serve does.
+// Config.Addr and Config.AdminAddr and serves until ctx is cancelled, then
+// shuts down gracefully (see Serve); the admin address answers until the
+// webhook routes are shut down, so that /readyz tells the load balancer. It
+// returns an error when the streams cannot be ensured (one wrapping
+// streams.ErrConflict when a live stream conflicts with Config.Streams), when
+// an address cannot be listened on, or as Serve does.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.EnsureStreams(ctx); err != nil {
 		return err
@@ -365,7 +413,52 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: listen: %w", err)
 	}
-	return s.Serve(ctx, ln)
+	aln, err := net.Listen("tcp", s.cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("ingest: listen (admin): %w", err)
+	}
+	actx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- s.ServeAdmin(actx, aln) }()
+	err = s.Serve(ctx, ln)
+	stopAdmin()
+	if aerr := <-adminDone; err == nil && aerr != nil {
+		err = aerr
+	}
+	return err
+}
+
+// adminShutdown bounds the shutdown of the admin server.
+const adminShutdown = 5 * time.Second
+
+// ServeAdmin serves AdminHandler on ln (closing it when done) until ctx is
+// cancelled, then shuts down within 5 s. It returns nil after the shutdown,
+// or the error that stopped the server.
+func (s *Server) ServeAdmin(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.admin,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.log.Info("ingest: admin listening", "addr", ln.Addr().String())
+	select {
+	case err := <-served:
+		return fmt.Errorf("ingest: serve admin: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), adminShutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	<-served
+	return nil
 }
 
 // EnsureStreams creates or updates the streams of Config.Streams, bounded by

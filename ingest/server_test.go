@@ -163,13 +163,20 @@ func TestMetricsEndpoint(t *testing.T) {
 	if code, _ := e.get("/no/such/path"); code != http.StatusNotFound {
 		t.Fatalf("unknown path: got %d, want 404", code)
 	}
-	code, body := e.get(pathMetric)
+	// The webhook handler serves no probe but /healthz: /readyz and
+	// /metrics are on the admin address only.
+	for _, p := range []string{pathReady, pathMetric} {
+		if code, _ := e.get(p); code != http.StatusNotFound {
+			t.Errorf("webhook handler %s: got %d, want 404", p, code)
+		}
+	}
+	code, body := e.getAdmin(pathMetric)
 	if code != http.StatusOK {
 		t.Fatalf("metrics: got %d", code)
 	}
 	for _, want := range []string{
 		`wagate_ingest_requests_total{code="200",route="/webhooks/whatsapp"} 1`,
-		`wagate_ingest_requests_total{code="404",route="other"} 1`,
+		`wagate_ingest_requests_total{code="404",route="other"} 3`,
 		`wagate_ingest_events_total{kind="message",outcome="accepted"} 1`,
 		`wagate_ingest_events_total{kind="status",outcome="bypassed"} 0`,
 		`wagate_ingest_fallback_identities_total{kind="message"} 0`,
@@ -222,7 +229,7 @@ func TestServeFinishesInFlight(t *testing.T) {
 
 	testenv.Eventually(t, wait, func() bool {
 		rec := httptest.NewRecorder()
-		e.srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, pathReady, nil))
+		e.srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, pathReady, nil))
 		return rec.Code == http.StatusServiceUnavailable
 	}, "readyz 503 while draining")
 	testenv.Eventually(t, wait, func() bool {
@@ -294,11 +301,13 @@ func TestServeShutdownTimeout(t *testing.T) {
 	}
 }
 
-// Run ensures the streams, listens on Config.Addr, and stops on cancel.
+// Run ensures the streams, listens on Config.Addr (webhooks and /healthz)
+// and Config.AdminAddr (/healthz, /readyz, /metrics), and stops on cancel.
 func TestRun(t *testing.T) {
 	e := newEnv(t, Config{})
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	s, err := New(Config{Addr: addr, AppSecrets: []string{testSecret}, Registerer: prometheus.NewRegistry(),
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	s, err := New(Config{Addr: addr, AdminAddr: admin, AppSecrets: []string{testSecret}, Registerer: prometheus.NewRegistry(),
 		Logger: e.srv.log}, e.store, e.js)
 	if err != nil {
 		t.Fatal(err)
@@ -306,14 +315,23 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- s.Run(ctx) }()
-	testenv.Eventually(t, wait, func() bool {
-		resp, err := http.Get("http://" + addr + pathReady)
+	get := func(url string) int {
+		resp, err := http.Get(url)
 		if err != nil {
-			return false
+			return 0
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "Run serves /readyz")
+		return resp.StatusCode
+	}
+	testenv.Eventually(t, wait, func() bool { return get("http://"+admin+pathReady) == http.StatusOK }, "Run serves /readyz on the admin address")
+	for path, want := range map[string]int{pathHealth: http.StatusOK, pathReady: http.StatusNotFound, pathMetric: http.StatusNotFound} {
+		if code := get("http://" + addr + path); code != want {
+			t.Errorf("webhook address %s: %d, want %d", path, code, want)
+		}
+	}
+	if code := get("http://" + admin + pathMetric); code != http.StatusOK {
+		t.Errorf("admin address /metrics: %d, want 200", code)
+	}
 	cancel()
 	select {
 	case err := <-ran:

@@ -45,12 +45,8 @@ func signCloud(h http.Header, body []byte, secret string) {
 // time taken does not tell which one did. A missing or malformed header is
 // invalid.
 func verifySignature(body []byte, header string, secrets [][]byte) bool {
-	rest, ok := strings.CutPrefix(header, signaturePrefix)
-	if !ok || len(rest) != 2*sha256.Size {
-		return false
-	}
-	var want [sha256.Size]byte
-	if _, err := hex.Decode(want[:], []byte(rest)); err != nil {
+	want, ok := parseSignature(header)
+	if !ok {
 		return false
 	}
 	match := false
@@ -62,4 +58,17 @@ func verifySignature(body []byte, header string, secrets [][]byte) bool {
 		}
 	}
 	return match
+}
+
+// parseSignature returns the digest of a HeaderSignature value, and false
+// when the value is missing or malformed (not "sha256=" and 64 hex digits).
+func parseSignature(header string) (sum [sha256.Size]byte, ok bool) {
+	rest, ok := strings.CutPrefix(header, signaturePrefix)
+	if !ok || len(rest) != 2*sha256.Size {
+		return sum, false
+	}
+	if _, err := hex.Decode(sum[:], []byte(rest)); err != nil {
+		return sum, false
+	}
+	return sum, true
 }

@@ -52,15 +52,8 @@ type wahaVerifier [][]byte
 // header is invalid, and so is any algorithm other than sha512 (an absent
 // algorithm header means sha512).
 func (v wahaVerifier) Verify(h http.Header, body []byte) bool {
-	if alg := h.Get(HeaderWAHAHmacAlgorithm); alg != "" && !strings.EqualFold(alg, "sha512") {
-		return false
-	}
-	sig := h.Get(HeaderWAHAHmac)
-	if len(sig) != 2*sha512.Size {
-		return false
-	}
-	var want [sha512.Size]byte
-	if _, err := hex.Decode(want[:], []byte(sig)); err != nil {
+	want, ok := parseWAHA(h)
+	if !ok {
 		return false
 	}
 	match := false
@@ -72,4 +65,27 @@ func (v wahaVerifier) Verify(h http.Header, body []byte) bool {
 		}
 	}
 	return match
+}
+
+// CheckHeader reports whether h holds a well-formed HeaderWAHAHmac (128 hex
+// digits) with no algorithm other than sha512.
+func (v wahaVerifier) CheckHeader(h http.Header) bool {
+	_, ok := parseWAHA(h)
+	return ok
+}
+
+// parseWAHA returns the digest of h's HeaderWAHAHmac, and false when it is
+// missing or malformed or the algorithm is not sha512.
+func parseWAHA(h http.Header) (sum [sha512.Size]byte, ok bool) {
+	if alg := h.Get(HeaderWAHAHmacAlgorithm); alg != "" && !strings.EqualFold(alg, "sha512") {
+		return sum, false
+	}
+	sig := h.Get(HeaderWAHAHmac)
+	if len(sig) != 2*sha512.Size {
+		return sum, false
+	}
+	if _, err := hex.Decode(sum[:], []byte(sig)); err != nil {
+		return sum, false
+	}
+	return sum, true
 }

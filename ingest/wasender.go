@@ -45,6 +45,17 @@ func newTokenVerifier(secrets [][]byte) Verifier {
 	return v
 }
 
+// maxToken bounds a well-formed HeaderWASenderSignature, in bytes: a webhook
+// secret is a short token.
+const maxToken = 1024
+
+// CheckHeader reports whether h holds a HeaderWASenderSignature that could
+// be a secret: present, not empty, at most 1 KiB.
+func (v tokenVerifier) CheckHeader(h http.Header) bool {
+	got := h.Get(HeaderWASenderSignature)
+	return got != "" && len(got) <= maxToken
+}
+
 // Verify reports whether h's HeaderWASenderSignature is one of the secrets.
 // A missing or empty header is invalid. body is not read.
 func (v tokenVerifier) Verify(h http.Header, _ []byte) bool {

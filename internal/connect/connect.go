@@ -17,24 +17,30 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/internal/streams"
 )
 
 // Logger returns the structured logger the configuration asks for, writing
-// to stderr. go-redis's own log lines (dial failures) go through it too, at
-// level Warn, so that every line on stderr has the configured format.
+// to stderr, each record bounded in size (logging.Bounded). go-redis's own
+// log lines (dial failures) and the standard library's log package (what
+// net/http writes on its own) go through it too, at level Warn, and it
+// becomes slog's default: every line on stderr is one record in the
+// configured format.
 func Logger(c config.Config) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
-	var l *slog.Logger
+	var h slog.Handler
 	if c.LogFormat == "text" {
-		l = slog.New(slog.NewTextHandler(os.Stderr, opts))
+		h = slog.NewTextHandler(os.Stderr, opts)
 	} else {
-		l = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
+	l := slog.New(logging.Bounded(h))
 	redis.SetLogger(redisLogger{l})
+	logging.Std(l)
 	return l
 }
 
