@@ -56,9 +56,12 @@ func TestDevRestartKeepsState(t *testing.T) {
 	}
 	bin := filepath.Join(binaries(t), "wagate")
 	data := t.TempDir()
-	port := testenv.FreePort(t)
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	env := devEnv("WAGATE_DATA_DIR="+data, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	// Every duplicate line is counted below: no sampling.
+	env := devEnv("WAGATE_DATA_DIR="+data, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort), "WAGATE_LOG_SAMPLE_RATE=-1")
 
 	var logs []*syncWriter
 	startDev := func() *exec.Cmd {
@@ -78,7 +81,7 @@ func TestDevRestartKeepsState(t *testing.T) {
 				t.Logf("--- wagate dev output:\n%s", tail(out.String(), 6000))
 			}
 		})
-		waitReady(t, base+"/readyz")
+		waitReady(t, admin+"/readyz")
 		return cmd
 	}
 	stopDev := func(cmd *exec.Cmd) {
@@ -196,10 +199,11 @@ func TestDevStoresABodyAtTheLimit(t *testing.T) {
 	}
 	bin := filepath.Join(binaries(t), "wagate")
 	data := t.TempDir()
-	port := testenv.FreePort(t)
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	env := devEnv("WAGATE_DATA_DIR="+data, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port),
-		"WAGATE_META_APP_SECRET=big-body-secret")
+		fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort), "WAGATE_META_APP_SECRET=big-body-secret")
 	out := &syncWriter{w: new(bytes.Buffer)}
 	cmd := exec.Command(bin, "dev")
 	cmd.Env = env
@@ -214,7 +218,7 @@ func TestDevStoresABodyAtTheLimit(t *testing.T) {
 			t.Logf("--- wagate dev output:\n%s", tail(out.String(), 3000))
 		}
 	})
-	waitReady(t, base+"/readyz")
+	waitReady(t, admin+"/readyz")
 
 	// One text message of 2.5 MB: within Meta's 3 MB and the 4 MiB limit.
 	text := strings.Repeat("a", 2500000)

@@ -291,11 +291,11 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 	}
 	var ingress []string
 	for i := range 2 {
-		port := testenv.FreePort(t)
+		port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
 		start(t, filepath.Join(dir, "ingress"), fmt.Sprintf("ingress-%d", i),
-			append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
+			append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port), fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort))...)
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
-		waitReady(t, base+"/readyz")
+		waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 		ingress = append(ingress, base)
 	}
 	for i := range 2 {

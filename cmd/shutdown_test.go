@@ -269,12 +269,13 @@ func TestGracefulShutdown(t *testing.T) {
 		"WAGATE_LOCK_TTL=10m",
 		"WAGATE_SHUTDOWN_TIMEOUT=20s",
 	}
-	ingressPort := testenv.FreePort(t)
-	ingressEnv := append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", ingressPort))
+	ingressPort, adminPort := testenv.FreePort(t), testenv.FreePort(t)
+	ingressEnv := append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", ingressPort), fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort))
 	base := fmt.Sprintf("http://127.0.0.1:%d", ingressPort)
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	startIngress := func(name string) *process {
 		p := start(t, filepath.Join(dir, "ingress"), name, ingressEnv...)
-		waitReady(t, base+"/readyz")
+		waitReady(t, admin+"/readyz")
 		return p
 	}
 	var workerBase string // the running worker's probes
@@ -362,8 +363,8 @@ func TestGracefulShutdown(t *testing.T) {
 	}, "not every event forwarded (%d keys sent)", want)
 	// Both processes serve their metrics (design §9).
 	for _, m := range []struct{ url, sample string }{
-		{base + "/metrics", `wagate_ingest_events_total{kind="message",outcome="accepted"}`},
-		{base + "/metrics", `wagate_ingest_requests_total{code="200",route="/webhooks/whatsapp"}`},
+		{admin + "/metrics", `wagate_ingest_events_total{kind="message",outcome="accepted"}`},
+		{admin + "/metrics", `wagate_ingest_requests_total{code="200",route="/webhooks/whatsapp"}`},
 		{workerBase + "/metrics", `wagate_worker_processed_total{outcome="done"}`},
 		{workerBase + "/metrics", `wagate_worker_handler_duration_seconds_count{result="ok"}`},
 	} {
@@ -424,10 +425,11 @@ func TestShutdownTimeout(t *testing.T) {
 		"WAGATE_FORWARD_URL=" + srv.URL,
 		"WAGATE_FORWARD_TIMEOUT=1h",
 	}
-	port := testenv.FreePort(t)
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	start(t, filepath.Join(dir, "ingress"), "ingress", append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
-	waitReady(t, base+"/readyz")
+	start(t, filepath.Join(dir, "ingress"), "ingress", append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort))...)
+	waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 	startWorker := func(name string) *process {
 		wport := testenv.FreePort(t)
 		p := start(t, filepath.Join(dir, "worker"), name, append(common, fmt.Sprintf("WAGATE_WORKER_HTTP_ADDR=127.0.0.1:%d", wport))...)

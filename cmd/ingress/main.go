@@ -34,6 +34,7 @@ func run(ctx context.Context) error {
 
 	srv, err := ingest.New(ingest.Config{
 		Addr:            cfg.HTTPAddr,
+		AdminAddr:       cfg.AdminAddr,
 		AppSecrets:      cfg.Secrets(),
 		WASenderSecrets: cfg.WASenderSecretList(),
 		WAHAKeys:        cfg.WAHAKeyList(),
@@ -43,6 +44,8 @@ func run(ctx context.Context) error {
 		Insecure:        cfg.InsecureNoSecret,
 		BodyLimit:       cfg.BodyLimit,
 		BodyMemory:      cfg.BodyMemory,
+		MaxEvents:       cfg.MaxEvents,
+		LogSampleRate:   cfg.LogSampleRate,
 		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
 		PublishTimeout:  cfg.PublishTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -53,7 +56,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("ingress starting", "addr", cfg.HTTPAddr, "dedupe", cfg.DedupeBackend, "redis_policy", cfg.RedisPolicy)
+	log.Info("ingress starting", "addr", cfg.HTTPAddr, "admin_addr", cfg.AdminAddr, "dedupe", cfg.DedupeBackend, "redis_policy", cfg.RedisPolicy)
 	if err := srv.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
 	"github.com/wagate/wagate/internal/forward"
+	"github.com/wagate/wagate/internal/logging"
+	"github.com/wagate/wagate/internal/redact"
 	"github.com/wagate/wagate/worker"
 )
 
@@ -42,7 +44,8 @@ func newDevCmd() *cobra.Command {
   - an embedded NATS server with JetStream, data under WAGATE_DATA_DIR
     (default ./.wagate), kept across restarts;
   - the JetStream key-value dedupe store on it;
-  - the ingress on WAGATE_HTTP_ADDR (default :8080);
+  - the ingress on WAGATE_HTTP_ADDR (default :8080), its /readyz and
+    /metrics on WAGATE_ADMIN_ADDR (default :8082);
   - a worker running the log handler, or the forward handler when
     WAGATE_FORWARD_URL is set.
 
@@ -69,7 +72,8 @@ func runDev(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(logging.Bounded(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	logging.Std(log)
 
 	natsURL := cfg.NATSURL
 	if _, set := os.LookupEnv("WAGATE_NATS_URL"); !set {
@@ -105,6 +109,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 	reg := prometheus.NewRegistry()
 	srv, err := ingest.New(ingest.Config{
 		Addr:            cfg.HTTPAddr,
+		AdminAddr:       cfg.AdminAddr,
 		AppSecrets:      devAppSecrets(cfg, secrets),
 		WASenderSecrets: cfg.WASenderSecretList(),
 		WAHAKeys:        cfg.WAHAKeyList(),
@@ -113,6 +118,8 @@ func runDev(ctx context.Context, out io.Writer) error {
 		VerifyToken:     secrets.VerifyToken,
 		BodyLimit:       cfg.BodyLimit,
 		BodyMemory:      cfg.BodyMemory,
+		MaxEvents:       cfg.MaxEvents,
+		LogSampleRate:   cfg.LogSampleRate,
 		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
 		PublishTimeout:  cfg.PublishTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -146,7 +153,13 @@ func runDev(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("dev: listen %s: %w", cfg.HTTPAddr, err)
 	}
+	aln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("dev: listen %s: %w", cfg.AdminAddr, err)
+	}
 	base := "http://" + displayAddr(ln.Addr())
+	admin := "http://" + displayAddr(aln.Addr())
 	fmt.Fprintf(out, `wagate dev is running
   webhook       %s/webhooks/whatsapp
   health        %s/healthz   %s/readyz   %s/metrics
@@ -157,10 +170,11 @@ func runDev(ctx context.Context, out io.Writer) error {
   app secret    %s
 Send the sample payloads from another terminal:  bin/wagate send
 Stop with Ctrl-C.
-`, base, base, base, base, natsURL, cfg.DataDir, describeStore(cfg), describeHandler(cfg), secrets.VerifyToken, secrets.AppSecret)
+`, base, admin, admin, admin, natsURL, cfg.DataDir, describeStore(cfg), describeHandler(cfg), secrets.VerifyToken, secrets.AppSecret)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln) })
+	g.Go(func() error { return srv.ServeAdmin(gctx, aln) })
 	g.Go(func() error { return w.Run(gctx) })
 	err = g.Wait()
 	fmt.Fprintln(out, "wagate dev stopped")
@@ -179,7 +193,7 @@ func describeStore(cfg config.Config) string {
 
 func describeHandler(cfg config.Config) string {
 	if cfg.Handler == "forward" {
-		return "forward to " + cfg.ForwardURL
+		return "forward to " + redact.URL(cfg.ForwardURL)
 	}
 	return "log (one line per processed event)"
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -63,8 +64,9 @@ func run(ctx context.Context) error {
 
 	httpSrv := &http.Server{
 		Addr:              cfg.WorkerHTTPAddr,
-		Handler:           probes(svc.Registry, svc.NC, svc.Store),
+		Handler:           probes(svc.Registry, svc.NC, svc.Store, log),
 		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- httpSrv.ListenAndServe() }()
@@ -90,7 +92,7 @@ func run(ctx context.Context) error {
 }
 
 // probes serves the worker's /healthz, /readyz and /metrics.
-func probes(reg *prometheus.Registry, nc *nats.Conn, store dedupe.Store) http.Handler {
+func probes(reg *prometheus.Registry, nc *nats.Conn, store dedupe.Store, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -98,12 +100,15 @@ func probes(reg *prometheus.Registry, nc *nats.Conn, store dedupe.Store) http.Ha
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		// The answer names the failing dependency, never its address or
+		// error text; the logs have those.
 		if !nc.IsConnected() {
-			http.Error(w, "nats: not connected", http.StatusServiceUnavailable)
+			http.Error(w, "nats: unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		if err := store.Ping(ctx); err != nil {
-			http.Error(w, "dedupe store: "+err.Error(), http.StatusServiceUnavailable)
+			log.Warn("worker: not ready: dedupe store", "err", err)
+			http.Error(w, "dedupe store: unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -26,6 +26,7 @@ type Config struct {
 
 	// Ingress.
 	HTTPAddr         string        `env:"HTTP_ADDR" envDefault:":8080"`
+	AdminAddr        string        `env:"ADMIN_ADDR" envDefault:":8082"` // ingress /healthz, /readyz, /metrics
 	MetaAppSecrets   []string      `env:"META_APP_SECRET" envSeparator:","`
 	MetaVerifyToken  string        `env:"META_VERIFY_TOKEN"`
 	WASenderSecrets  []string      `env:"WASENDER_SECRET" envSeparator:","` // WASenderApi webhook secrets
@@ -34,7 +35,9 @@ type Config struct {
 	RepeatWindow     time.Duration `env:"REPEAT_WINDOW" envDefault:"1h"`    // dedupe window of transient events
 	InsecureNoSecret bool          `env:"INSECURE_NO_SIGNATURE" envDefault:"false"`
 	BodyLimit        int64         `env:"BODY_LIMIT" envDefault:"4194304"`
-	BodyMemory       int64         `env:"BODY_MEMORY" envDefault:"268435456"`
+	BodyMemory       int64         `env:"BODY_MEMORY" envDefault:"67108864"`
+	MaxEvents        int           `env:"MAX_EVENTS" envDefault:"5000"`
+	LogSampleRate    int           `env:"LOG_SAMPLE_RATE" envDefault:"10"` // refusal and duplicate lines per second; -1: all
 	RedisPolicy      string        `env:"REDIS_POLICY" envDefault:"fail-open"` // fail-open | fail-closed
 	PublishTimeout   time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
@@ -151,6 +154,7 @@ func (c Config) Validate() error {
 	positive("DEDUPE_HORIZON", int64(c.DedupeHorizon))
 	positive("BODY_LIMIT", c.BodyLimit)
 	positive("BODY_MEMORY", c.BodyMemory)
+	positive("MAX_EVENTS", int64(c.MaxEvents))
 	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
 	positive("LOCK_TTL", int64(c.LockTTL))
 	positive("ACK_WAIT", int64(c.AckWait))

@@ -198,18 +198,24 @@ func startIngress(ctx context.Context, dir, bin, redisURL, natsURL, secret strin
 	if err != nil {
 		return nil, "", err
 	}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
+	admin := "127.0.0.1:" + strconv.Itoa(adminPort)
 	p, err := startProcess(dir, "ingress", bin, append([]string{
 		"WAGATE_REDIS_URL=" + redisURL,
 		"WAGATE_NATS_URL=" + natsURL,
 		"WAGATE_HTTP_ADDR=" + addr,
+		"WAGATE_ADMIN_ADDR=" + admin,
 		"WAGATE_META_APP_SECRET=" + secret,
 	}, extra...))
 	if err != nil {
 		return nil, "", err
 	}
 	base := "http://" + addr
-	if err := waitHTTP(ctx, base+"/readyz"); err != nil {
+	if err := waitHTTP(ctx, "http://"+admin+"/readyz"); err != nil {
 		p.stop()
 		return nil, "", fmt.Errorf("ingress not ready (log %s): %w", p.log, err)
 	}

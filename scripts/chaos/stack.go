@@ -119,6 +119,7 @@ type Stack struct {
 	StateLostAt time.Time
 
 	ports   map[*Proc]int // each process's HTTP port
+	admin   map[*Proc]int // an ingress's admin port (/readyz, /metrics)
 	started time.Time
 }
 
@@ -126,7 +127,7 @@ type Stack struct {
 func NewStack(t *testing.T, bins Binaries, cfg Config) *Stack {
 	t.Helper()
 	cfg.defaults()
-	s := &Stack{T: t, Cfg: cfg, Bins: bins, Dir: t.TempDir(), ports: map[*Proc]int{}, started: time.Now()}
+	s := &Stack{T: t, Cfg: cfg, Bins: bins, Dir: t.TempDir(), ports: map[*Proc]int{}, admin: map[*Proc]int{}, started: time.Now()}
 	s.Streams = streams.Config{Replicas: cfg.NATSNodes, AckWait: cfg.AckWait}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -210,12 +211,13 @@ func (s *Stack) common() []string {
 }
 
 func (s *Stack) newIngress(i int) *Proc {
-	port := testenv.FreePort(s.T)
+	port, admin := testenv.FreePort(s.T), testenv.FreePort(s.T)
 	p := &Proc{
 		Name: fmt.Sprintf("ingress-%d", i+1), Bin: s.Bins.Ingress, LogDir: s.Dir,
 		Restart: true, RestartDelay: 100 * time.Millisecond,
 		Env: append(s.common(),
 			"WAGATE_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port),
+			"WAGATE_ADMIN_ADDR=127.0.0.1:"+strconv.Itoa(admin),
 			"WAGATE_META_APP_SECRET="+Secret,
 			"WAGATE_WASENDER_SECRET="+Secret,
 			"WAGATE_WAHA_HMAC_KEY="+Secret,
@@ -225,6 +227,7 @@ func (s *Stack) newIngress(i int) *Proc {
 		),
 	}
 	s.ports[p] = port
+	s.admin[p] = admin
 	s.Ingress = append(s.Ingress, p)
 	if err := p.Start(); err != nil {
 		s.T.Fatal(err)
@@ -271,13 +274,22 @@ func (s *Stack) WaitReady(p *Proc) {
 }
 
 func (s *Stack) readyURL(p *Proc) string {
-	return fmt.Sprintf("http://127.0.0.1:%d/readyz", s.ports[p])
+	return fmt.Sprintf("http://127.0.0.1:%d/readyz", s.probePort(p))
+}
+
+// probePort is the port of p's /readyz and /metrics: an ingress's admin
+// port, a worker's HTTP port.
+func (s *Stack) probePort(p *Proc) int {
+	if port, ok := s.admin[p]; ok {
+		return port
+	}
+	return s.ports[p]
 }
 
 // Metric sums the samples of a Prometheus counter or gauge served by p's
 // /metrics whose label set contains every label given (name="value").
 func (s *Stack) Metric(p *Proc, name string, labels ...string) (float64, error) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.ports[p]))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.probePort(p)))
 	if err != nil {
 		return 0, err
 	}
