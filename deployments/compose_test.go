@@ -130,8 +130,16 @@ func TestCompose(t *testing.T) {
 					t.Errorf("worker publishes host port %s: three replicas cannot share it", port.Published)
 				}
 			}
-		} else if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return int(pc.Target) == addrPort(t, addr) }) {
-			t.Errorf("ingress: no port for %s in %v", addr, s.Ports)
+		} else {
+			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return int(pc.Target) == addrPort(t, addr) }) {
+				t.Errorf("ingress: no port for %s in %v", addr, s.Ports)
+			}
+			// The admin port (probes, metrics) is published on loopback only.
+			for _, pc := range s.Ports {
+				if int(pc.Target) == addrPort(t, cfg.AdminAddr) && pc.Published != "" && pc.HostIP != "127.0.0.1" {
+					t.Errorf("ingress: admin port %d published on %q, want 127.0.0.1 only", pc.Target, pc.HostIP)
+				}
+			}
 		}
 	}
 	if _, ok := svc("ingress").Environment["WAGATE_META_APP_SECRET"]; !ok {
@@ -211,7 +219,7 @@ func TestComposeMonitoring(t *testing.T) {
 		}
 	}
 	wantPort := map[string]string{
-		"ingress":       strconv.Itoa(addrPort(t, environ["ingress/WAGATE_HTTP_ADDR"])),
+		"ingress":       strconv.Itoa(addrPort(t, environ["ingress/WAGATE_ADMIN_ADDR"])),
 		"worker":        strconv.Itoa(addrPort(t, environ["worker/WAGATE_WORKER_HTTP_ADDR"])),
 		"nats-exporter": "7777", // prometheus-nats-exporter's default -port
 	}

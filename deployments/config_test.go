@@ -72,7 +72,7 @@ func addrPort(t *testing.T, addr string) int {
 
 func TestConfigHelpers(t *testing.T) {
 	vars := configVars(t)
-	for name, def := range map[string]string{"WAGATE_HTTP_ADDR": ":8080", "WAGATE_WORKER_HTTP_ADDR": ":8081", "WAGATE_SHUTDOWN_TIMEOUT": "25s"} {
+	for name, def := range map[string]string{"WAGATE_HTTP_ADDR": ":8080", "WAGATE_ADMIN_ADDR": ":8082", "WAGATE_WORKER_HTTP_ADDR": ":8081", "WAGATE_SHUTDOWN_TIMEOUT": "25s"} {
 		if vars[name] != def {
 			t.Errorf("%s: default %q, want %q", name, vars[name], def)
 		}

@@ -313,10 +313,15 @@ func checkWorkload(t *testing.T, m manifests, name, binary string) workload {
 		t.Fatalf("%s: its configuration does not load: %v", name, err)
 	}
 
-	// Ports and probes.
-	addr := w.cfg.HTTPAddr
+	// Ports and probes: the ingress serves its probes and metrics on the
+	// admin address, and its webhooks on another port; the worker has one.
+	addr := w.cfg.AdminAddr
 	if binary == "worker" {
 		addr = w.cfg.WorkerHTTPAddr
+	} else if addrPort(t, w.cfg.HTTPAddr) == addrPort(t, addr) {
+		t.Errorf("%s: webhook address %s and admin address %s share a port", name, w.cfg.HTTPAddr, addr)
+	} else if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return int(p.ContainerPort) == addrPort(t, w.cfg.HTTPAddr) }) {
+		t.Errorf("%s: no container port for the webhook address %s", name, w.cfg.HTTPAddr)
 	}
 	port := addrPort(t, addr)
 	var portName string
@@ -338,7 +343,10 @@ func checkWorkload(t *testing.T, m manifests, name, binary string) workload {
 		kind  string
 		probe *corev1.Probe
 		path  string
-	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}, {"startup", c.StartupProbe, "/healthz"}} {
+		if p.kind == "startup" && p.probe == nil {
+			continue
+		}
 		if p.probe == nil || p.probe.HTTPGet == nil {
 			t.Errorf("%s: no HTTP %s probe", name, p.kind)
 			continue
@@ -391,10 +399,14 @@ func checkManifests(t *testing.T, dir string) (m manifests, ingress, worker work
 		t.Errorf("%s: Service %s selector %v must select the ingress pods only", dir, svc.Name, svc.Spec.Selector)
 	}
 	for _, p := range svc.Spec.Ports {
-		if !slices.ContainsFunc(ingress.container.Ports, func(cp corev1.ContainerPort) bool {
+		i := slices.IndexFunc(ingress.container.Ports, func(cp corev1.ContainerPort) bool {
 			return cp.Name == p.TargetPort.StrVal || cp.ContainerPort == p.TargetPort.IntVal
-		}) {
+		})
+		if i < 0 {
 			t.Errorf("%s: Service port %s targets %s, which the ingress container does not have", dir, p.Name, p.TargetPort.String())
+		} else if int(ingress.container.Ports[i].ContainerPort) != addrPort(t, ingress.cfg.HTTPAddr) {
+			// The Service faces the providers: webhooks only, never the admin port.
+			t.Errorf("%s: Service port %s targets container port %d, not the webhook address %s", dir, p.Name, ingress.container.Ports[i].ContainerPort, ingress.cfg.HTTPAddr)
 		}
 	}
 
