@@ -37,7 +37,7 @@ type Config struct {
 	BodyLimit        int64         `env:"BODY_LIMIT" envDefault:"4194304"`
 	BodyMemory       int64         `env:"BODY_MEMORY" envDefault:"67108864"`
 	MaxEvents        int           `env:"MAX_EVENTS" envDefault:"5000"`
-	LogSampleRate    int           `env:"LOG_SAMPLE_RATE" envDefault:"10"` // refusal and duplicate lines per second; -1: all
+	LogSampleRate    int           `env:"LOG_SAMPLE_RATE" envDefault:"10"`     // refusal and duplicate lines per second; -1: all
 	RedisPolicy      string        `env:"REDIS_POLICY" envDefault:"fail-open"` // fail-open | fail-closed
 	PublishTimeout   time.Duration `env:"PUBLISH_TIMEOUT" envDefault:"5s"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
