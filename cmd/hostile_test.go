@@ -266,3 +266,61 @@ func TestHostileDownstreamLogFormat(t *testing.T) {
 		t.Errorf("the forward URL's query token is in the worker's log")
 	}
 }
+
+// One signed body may not fan out without bound: a 1 MB Cloud API body of
+// 1,000 entries × 250 status items (250,000 events), and a WASenderApi body
+// of 50,000 unknown top-level keys (50,001 events), are answered 413 naming
+// the limit, with nothing claimed; the peak RSS and the time are logged.
+func TestHostileFanOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test: skipped in -short mode")
+	}
+	p, base, admin := hostileIngress(t, "GOMEMLIMIT="+gomemlimit, "WAGATE_WASENDER_SECRET="+wasenderSecret)
+	var b strings.Builder
+	b.WriteString(`{"object":"whatsapp_business_account","entry":[`)
+	for e := range 1000 {
+		if e > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"2"},"statuses":[`)
+		for i := range 250 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{}`)
+		}
+		b.WriteString(`]}}]}`)
+	}
+	b.WriteString(`]}`)
+	var w strings.Builder
+	w.WriteString(`{"event":"messages.upsert","timestamp":1750000000,"data":{}`)
+	for i := range 50_000 {
+		fmt.Fprintf(&w, `,"k%d":1`, i)
+	}
+	w.WriteString(`}`)
+	for _, f := range []fixture{{provider: "cloud", body: []byte(b.String())}, {provider: "wasender", body: []byte(w.String())}} {
+		req, _ := http.NewRequest(http.MethodPost, base+ingest.Route(f.provider), bytes.NewReader(f.body))
+		if err := ingest.SignRequest(req.Header, f.provider, f.body, secretOf(f.provider)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("%s: %d bytes → %d %s in %v; peak RSS so far %d MiB", f.provider, len(f.body), resp.StatusCode, bytes.TrimSpace(ans),
+			time.Since(start).Round(time.Millisecond), peakRSS(t, p.cmd.Process.Pid)>>20)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(ans, []byte("over the limit of 5000 events per request")) {
+			t.Errorf("%s fan-out: %d %s, want 413 naming the limit of 5000 events", f.provider, resp.StatusCode, ans)
+		}
+	}
+	if peak := peakRSS(t, p.cmd.Process.Pid); peak >= containerLimit {
+		t.Errorf("peak RSS %d MiB, want under the container's limit of %d MiB", peak>>20, containerLimit>>20)
+	}
+	if n := metricValue(t, admin+"/metrics", "wagate_ingest_claim_duration_seconds_count"); n != 0 {
+		t.Errorf("%v claims, want none for refused bodies", n)
+	}
+	checkRecords(t, "ingress", p.output())
+}

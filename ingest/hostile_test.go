@@ -91,7 +91,7 @@ func TestMaxEvents(t *testing.T) {
 	code, body := e.post(batchBody("over", 11), Sign(batchBody("over", 11), testSecret))
 	var ans Answer
 	_ = json.Unmarshal([]byte(body), &ans)
-	if code != http.StatusRequestEntityTooLarge || !strings.Contains(ans.Error, "11 events") || !strings.Contains(ans.Error, "limit of 10 events") {
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(ans.Error, "more than 10 events") || !strings.Contains(ans.Error, "limit of 10 events") {
 		t.Fatalf("11 events over a limit of 10: got %d %s, want 413 naming the limit", code, body)
 	}
 	if n := e.store.claims.Load(); n != 0 {

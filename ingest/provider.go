@@ -221,7 +221,18 @@ func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (i
 		s.logRefusal("ingest: signature refused", "provider", p.name, "bytes", len(body))
 		return http.StatusUnauthorized, Answer{Error: "invalid signature"}
 	}
-	events, err := p.parse(body, receivedAt.UTC())
+	// Parsed with the bound where the provider's parser takes one, so that a
+	// body fanning out into a huge number of events costs no more than
+	// MaxEvents events; otherwise parsed in full and counted below.
+	events, bounded, err := messages.ParseMax(p.name, body, receivedAt.UTC(), s.cfg.MaxEvents)
+	if !bounded {
+		events, err = p.parse(body, receivedAt.UTC())
+	}
+	if tm, ok := errors.AsType[*messages.TooManyEventsError](err); ok {
+		s.logRefusal("ingest: too many events in one request", "provider", p.name, "max_events", tm.Max)
+		return http.StatusRequestEntityTooLarge, Answer{
+			Error: fmt.Sprintf("body holds more than %d events, over the limit of %d events per request", tm.Max, tm.Max)}
+	}
 	messages.Window(events, s.cfg.RepeatWindow)
 	if err != nil {
 		if errors.Is(err, messages.ErrNotWebhook) {

@@ -84,11 +84,17 @@ import (
 // body (each with its capacity cut to its length): body must not be modified
 // while they are in use. Parse is safe for concurrent use.
 func Parse(body []byte, receivedAt time.Time) ([]Event, error) {
+	return parseCloud(body, receivedAt, 0)
+}
+
+// parseCloud is Parse making at most max events (0: no bound); past it,
+// it panics with errTooMany (see ParseMax).
+func parseCloud(body []byte, receivedAt time.Time, max int) ([]Event, error) {
 	env, object, entries, err := envelope(body)
 	if err != nil {
 		return nil, err
 	}
-	p := cloudParser{receivedAt: receivedAt, object: object, rawObject: lookup(env, "object")}
+	p := cloudParser{receivedAt: receivedAt, object: object, rawObject: lookup(env, "object"), max: max}
 	known := []string{"object", "entry"}
 	idx := lastIndexes(env, known)
 	for i, m := range env {
@@ -141,6 +147,7 @@ type cloudParser struct {
 	object     string
 	rawObject  []byte // the envelope's "object" as received
 	events     []Event
+	max        int // most events; 0: no bound
 }
 
 // placement is where an item sits in the body: what Context and the

@@ -153,6 +153,7 @@ func (p *cloudParser) event(kind Kind, at *placement, raw []byte) Event {
 
 // add sets ev's key from its identity and appends it.
 func (p *cloudParser) add(ev Event) {
+	over(p.max, len(p.events))
 	ev.Key = KeyOf(ev.Identity)
 	p.events = append(p.events, ev)
 }

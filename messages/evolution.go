@@ -80,6 +80,12 @@ var evolutionAliases = map[string]string{
 // "event"; no events are returned then. It never panics, its work is linear
 // in len(body), and it is safe for concurrent use.
 func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
+	return parseEvolution(body, receivedAt, 0)
+}
+
+// parseEvolution is ParseEvolution making at most max events (0: no
+// bound); past it, it panics with errTooMany (see ParseMax).
+func parseEvolution(body []byte, receivedAt time.Time, max int) ([]Event, error) {
 	env, event, err := gatewayEnvelope(body, false)
 	if err != nil {
 		return nil, err
@@ -92,7 +98,7 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 	if instance == "" {
 		instance = "default"
 	}
-	g := gateway{provider: ProviderEvolution, event: event, receivedAt: receivedAt, session: instance, account: instance, body: body}
+	g := gateway{provider: ProviderEvolution, event: event, receivedAt: receivedAt, session: instance, account: instance, body: body, max: max}
 	// Every apikey member, a repeated one too, is known: none becomes an
 	// unknown event holding the key.
 	rest := make([]member, 0, len(env))

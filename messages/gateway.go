@@ -194,6 +194,7 @@ type gateway struct {
 	metadata   []byte // Context.Metadata; nil when none
 	body       []byte // the body, around whose items finish sets the frames
 	events     []Event
+	max        int // most events; 0: no bound
 }
 
 // gatewayEnvelope checks that body is a JSON object holding a string event,
@@ -354,6 +355,7 @@ func (g *gateway) finish() []Event {
 
 // add sets ev's key from its identity and appends it.
 func (g *gateway) add(ev Event) {
+	over(g.max, len(g.events))
 	ev.Key = KeyOf(ev.Identity)
 	g.events = append(g.events, ev)
 }

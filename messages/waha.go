@@ -100,6 +100,12 @@ var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "play
 // is linear in len(body), and it is safe for concurrent use. Items are
 // sub-slices of body, which must not be modified while they are in use.
 func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
+	return parseWAHA(body, receivedAt, 0)
+}
+
+// parseWAHA is ParseWAHA making at most max events (0: no bound); past it,
+// it panics with errTooMany (see ParseMax).
+func parseWAHA(body []byte, receivedAt time.Time, max int) ([]Event, error) {
 	env, event, err := gatewayEnvelope(body, false)
 	if err != nil {
 		return nil, err
@@ -108,7 +114,7 @@ func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
 	if !ok {
 		return nil, notWebhook(`no string "session" member`)
 	}
-	g := gateway{provider: ProviderWAHA, event: event, receivedAt: receivedAt, session: session, account: session, body: body}
+	g := gateway{provider: ProviderWAHA, event: event, receivedAt: receivedAt, session: session, account: session, body: body, max: max}
 	if md := lookup(env, "metadata"); isObject(md) {
 		g.metadata = md
 	}

@@ -111,11 +111,17 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 // is linear in len(body), and it is safe for concurrent use. Items are
 // sub-slices of body, which must not be modified while they are in use.
 func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
+	return parseWASender(body, receivedAt, 0)
+}
+
+// parseWASender is ParseWASender making at most max events (0: no bound);
+// past it, it panics with errTooMany (see ParseMax).
+func parseWASender(body []byte, receivedAt time.Time, max int) ([]Event, error) {
 	env, event, err := gatewayEnvelope(body, true)
 	if err != nil {
 		return nil, err
 	}
-	g := gateway{provider: ProviderWASender, event: event, receivedAt: receivedAt, account: "default", body: body}
+	g := gateway{provider: ProviderWASender, event: event, receivedAt: receivedAt, account: "default", body: body, max: max}
 	if id := stringOf(lookup(env, "sessionId")); id != "" {
 		g.account = sessionRef(id)
 	}
