@@ -21,7 +21,12 @@
 //	POST /webhooks/waha       WAHA events (X-Webhook-Hmac)
 //	POST /webhooks/evolution  Evolution API events (Authorization: Bearer)
 //	GET  /healthz             alive: always 200
-//	GET  /readyz              200 when the store and JetStream answer, else 503
+//
+// and on Config.AdminAddr (AdminHandler), never on the webhook address:
+//
+//	GET  /healthz             alive: always 200
+//	GET  /readyz              200 when the store and JetStream answer, else 503;
+//	                          names the failing dependency, never its address
 //	GET  /metrics             Prometheus metrics
 //
 // A provider's routes are served when it has a secret (Config.AppSecrets,
@@ -34,10 +39,14 @@
 //
 // # Answers to a webhook POST
 //
+//	401  the provider's signature header missing or malformed (HeaderChecker:
+//	     answered before any body memory is reserved or any byte read), or
+//	     matching none of its secrets (checked over the exact bytes received,
+//	     before parsing)
 //	413  Content-Length above Config.BodyLimit (nothing read), or a body that
-//	     turns out longer (at most BodyLimit+1 bytes read)
-//	401  the provider's signature header missing, malformed or matching none
-//	     of its secrets; checked over the exact bytes received, before parsing
+//	     turns out longer (at most BodyLimit+1 bytes read), or a body holding
+//	     more than Config.MaxEvents events (the answer names the limit;
+//	     nothing claimed)
 //	400  the body could not be read, or is not a webhook (messages.ErrNotWebhook)
 //	200  every event stored (or a duplicate of a stored one); also a webhook
 //	     holding no event
@@ -58,10 +67,13 @@
 //
 // # Degraded modes (design G5)
 //
-// When the claim fails (the store is down or slow beyond Config.StoreTimeout),
-// FailOpen (the default) publishes every event anyway with its Nats-Msg-Id, so
-// JetStream's duplicate window still drops near-simultaneous retries, and
-// counts the events as "bypassed"; FailClosed answers 503. When JetStream is
+// When the claim fails because the store is down (an error, or no answer
+// within Config.StoreTimeout to the claim nor to a ping), FailOpen (the
+// default) publishes every event anyway with its Nats-Msg-Id, so JetStream's
+// duplicate window still drops near-simultaneous retries, and counts the
+// events as "bypassed"; FailClosed answers 503. A store that answers a ping
+// but not the claim in time is slow, not down: the answer is 503 under either
+// policy, never a bypass. When JetStream is
 // unreachable the answer is 503 and the claims are released. The handshake,
 // /healthz and /metrics never touch the store or JetStream.
 //
@@ -73,7 +85,9 @@
 //
 // # Claims
 //
-// All the keys of a request are claimed in one store call. The claim owner is
+// The keys of a request are claimed in store calls of at most 500 keys, each
+// bounded by Config.StoreTimeout; when one fails, the claims already taken are
+// released. The claim owner is
 // Config.Owner, a random per-process nonce and a per-request counter, so that
 // a pending value names the process and the request that wrote it.
 //
@@ -97,8 +111,10 @@
 //
 // # Logs
 //
-// Logs are log/slog records. Every record about an event carries its dedupe
-// key ("key"); phone numbers are masked to their last four digits; secrets,
+// Logs are log/slog records, each bounded in size (values cut at 1 KiB,
+// lists at 8 items). Every record about an event carries its dedupe key
+// ("key"); phone numbers are masked to their last four digits; secrets,
 // verify tokens, signatures, bodies, items and identities (which may hold a
-// phone number) are never logged.
+// phone number) are never logged. Lines about refused requests and about
+// duplicates are sampled (Config.LogSampleRate); the metrics count every one.
 package ingest
