@@ -3,8 +3,12 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -189,5 +193,24 @@ func TestRefusalAndDuplicateLinesSampled(t *testing.T) {
 	}
 	if n := e.metric("wagate_ingest_events_total", "outcome", "duplicate"); n != dupes {
 		t.Errorf("duplicates counted %v, want %d", n, dupes)
+	}
+}
+
+// A claim that ran out of time is told apart from a store that failed,
+// whichever way the deadline shows: the context's, or a socket deadline.
+func TestTimedOut(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("claim: %w", context.DeadlineExceeded), true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, false},
+		{errors.New("ERR something"), false},
+	} {
+		if got := timedOut(c.err); got != c.want {
+			t.Errorf("timedOut(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
