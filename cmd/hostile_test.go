@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -323,4 +324,20 @@ func TestHostileFanOut(t *testing.T) {
 		t.Errorf("%v claims, want none for refused bodies", n)
 	}
 	checkRecords(t, "ingress", p.output())
+}
+
+// A process that cannot start writes its last line as a record too.
+func TestHostileStartFailureIsARecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test: skipped in -short mode")
+	}
+	cmd := exec.Command(filepath.Join(binaries(t), "ingress"))
+	cmd.Env = append(devEnv(), "WAGATE_LOG_FORMAT=json", "WAGATE_BODY_LIMIT=-1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("ingress with WAGATE_BODY_LIMIT=-1 started")
+	}
+	if n := checkRecords(t, "ingress", string(out)); n == 0 || !strings.Contains(string(out), "WAGATE_BODY_LIMIT") {
+		t.Errorf("output %q: want one record naming WAGATE_BODY_LIMIT", out)
+	}
 }

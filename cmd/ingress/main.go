@@ -6,21 +6,20 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/wagate/wagate/ingest"
 	"github.com/wagate/wagate/internal/connect"
+	"github.com/wagate/wagate/internal/logging"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ingress:", err)
-		os.Exit(1)
+		logging.Exit("ingress: stopped", err)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/connect"
 	"github.com/wagate/wagate/internal/forward"
+	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/worker"
 )
 
@@ -29,8 +30,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
+		logging.Exit("worker: stopped", err)
 	}
 }
 

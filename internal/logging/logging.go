@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"os"
 	"reflect"
 	"unicode/utf8"
 
@@ -152,4 +153,17 @@ func Std(l *slog.Logger) {
 // (echo's logger).
 func Writer(l *slog.Logger, level slog.Level) io.Writer {
 	return slog.NewLogLogger(l.Handler(), level).Writer()
+}
+
+// Exit writes err as one Error record in the format WAGATE_LOG_FORMAT asks
+// for ("text", else JSON), bounded like every other record, and exits with
+// status 1: for a process that failed before (or after) its logger was
+// configured, so that even its last line is a record.
+func Exit(msg string, err error) {
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
+	if os.Getenv("WAGATE_LOG_FORMAT") == "text" {
+		h = slog.NewTextHandler(os.Stderr, nil)
+	}
+	slog.New(Bounded(h)).Error(msg, "err", err)
+	os.Exit(1)
 }
