@@ -111,7 +111,7 @@
 //
 // # Logs
 //
-// Logs are log/slog records, each bounded in size (values cut at 1 KiB,
+// Logs are log/slog records, each bounded in size (values cut at 4 KiB,
 // lists at 8 items). Every record about an event carries its dedupe key
 // ("key"); phone numbers are masked to their last four digits; secrets,
 // verify tokens, signatures, bodies, items and identities (which may hold a

@@ -21,7 +21,7 @@ import (
 const (
 	// MaxValue is the most bytes of a message, a string value or an error's
 	// text; the rest is cut and "…(N bytes cut)" added.
-	MaxValue = 1024
+	MaxValue = 4096
 	// MaxItems is the most items of a slice or array value that are written;
 	// "…(N more)" stands for the rest.
 	MaxItems = 8
