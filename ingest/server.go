@@ -260,7 +260,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	// Every record bounded: no request makes a line longer than a few KiB.
+	// Every record bounded (logging.Bounded): no request sets a line's length.
 	c.Logger = slog.New(logging.Bounded(c.Logger.Handler()))
 	return c, nil
 }
