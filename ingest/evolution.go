@@ -52,6 +52,14 @@ func newBearerVerifier(tokens [][]byte) Verifier {
 	return v
 }
 
+// CheckHeader reports whether h's HeaderEvolutionToken could name a token:
+// "Bearer <token>" (the scheme in any case), the whole value at most 1 KiB.
+func (v bearerVerifier) CheckHeader(h http.Header) bool {
+	got := h.Get(HeaderEvolutionToken)
+	scheme, tok, ok := strings.Cut(got, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && tok != "" && len(got) <= maxToken
+}
+
 // Verify reports whether h's HeaderEvolutionToken is "Bearer <token>" (the
 // scheme in any case) for one of the tokens. body is not read.
 func (v bearerVerifier) Verify(h http.Header, _ []byte) bool {
