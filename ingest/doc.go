@@ -85,11 +85,12 @@
 //
 // # Claims
 //
-// The keys of a request are claimed in store calls of at most 500 keys, each
-// bounded by Config.StoreTimeout; when one fails, the claims already taken are
-// released. The claim owner is
-// Config.Owner, a random per-process nonce and a per-request counter, so that
-// a pending value names the process and the request that wrote it.
+// The keys of the requests of one claim batch are claimed in store calls of
+// at most 1,000 keys, each bounded by Config.StoreTimeout; when one fails,
+// the claims already taken are released and every request of the batch
+// fails alike. The claim owner is Config.Owner, a random per-process nonce
+// and a per-batch counter, so that a pending value names the process that
+// wrote it.
 //
 // # Metrics
 //
