@@ -16,7 +16,7 @@ import (
 const (
 	// workingSet is the ingress's own memory besides bodies: parsed events,
 	// encoded messages, connections, the runtime. Measured: about 30 MiB of
-	// RSS idle; a peak RSS of 143 MiB, 64 MiB of bodies included, under
+	// RSS idle; a peak RSS of 117–155 MiB, 64 MiB of bodies included, under
 	// cmd's TestHostileBodiesMemory (120 concurrent 4 MiB bodies).
 	workingSet = 128 << 20
 	// runtimeRoom is kept between GOMEMLIMIT and the container's limit.
