@@ -84,9 +84,12 @@ func runDev(ctx context.Context, out io.Writer) error {
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		natsURL = ns.ClientURL()
 	}
-	if _, set := os.LookupEnv("WAGATE_REDIS_URL"); set {
+	switch _, redisSet := os.LookupEnv("WAGATE_REDIS_URL"); {
+	case cfg.DedupeBackend == "postgres" || cfg.DedupeBackend == "dynamodb":
+		// Asked for by name: keep it.
+	case redisSet:
 		cfg.DedupeBackend = "redis"
-	} else {
+	default:
 		cfg.DedupeBackend = "nats"
 	}
 	if cfg.ForwardURL != "" {
@@ -105,6 +108,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer closeStore()
+	defer connect.StartCleanup(store, log)()
 
 	reg := prometheus.NewRegistry()
 	srv, err := ingest.New(ingest.Config{
@@ -184,12 +188,7 @@ Stop with Ctrl-C.
 	return nil
 }
 
-func describeStore(cfg config.Config) string {
-	if cfg.DedupeBackend == "redis" {
-		return "redis " + connect.RedactURL(cfg.RedisURL)
-	}
-	return "JetStream key-value bucket " + cfg.KVBucket
-}
+func describeStore(cfg config.Config) string { return storeName(cfg) }
 
 func describeHandler(cfg config.Config) string {
 	if cfg.Handler == "forward" {

@@ -1,7 +1,8 @@
 // Command wagate is the operator's command line: it runs the whole pipeline
 // in one process (dev), sends signed payloads to an ingress (send), re-runs
 // stored events (replay), handles dead letters (dlq), shows and creates the
-// streams (streams) and inspects an event's dedupe state (key).
+// streams (streams), inspects an event's dedupe state (key) and creates or
+// checks the dedupe store's table (dedupe).
 package main
 
 import (
@@ -39,6 +40,6 @@ Configuration comes from WAGATE_* environment variables (see the README).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd(), newSendCmd(), newKeyCmd(), newReplayCmd(), newDLQCmd(), newStreamsCmd())
+	root.AddCommand(newDevCmd(), newSendCmd(), newKeyCmd(), newReplayCmd(), newDLQCmd(), newStreamsCmd(), newDedupeCmd())
 	return root
 }

@@ -65,12 +65,7 @@ func openOps(ctx context.Context, name string, withStore bool) (*ops, error) {
 }
 
 // storeName says which dedupe store o reads, for the operator.
-func (o *ops) storeName() string {
-	if o.cfg.DedupeBackend == "nats" {
-		return "JetStream key-value bucket " + o.cfg.KVBucket
-	}
-	return "redis " + connect.RedactURL(o.cfg.RedisURL)
-}
+func (o *ops) storeName() string { return storeName(o.cfg) }
 
 // close releases what openOps opened, in reverse order.
 func (o *ops) close() {

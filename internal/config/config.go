@@ -20,9 +20,18 @@ type Config struct {
 	NATSURL  string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 
 	// Dedupe.
-	DedupeBackend string        `env:"DEDUPE_BACKEND" envDefault:"redis"` // redis | nats
+	DedupeBackend string        `env:"DEDUPE_BACKEND" envDefault:"redis"` // redis | nats | postgres | dynamodb
 	DedupeHorizon time.Duration `env:"DEDUPE_HORIZON" envDefault:"168h"`
 	KVBucket      string        `env:"KV_BUCKET" envDefault:"wagate_dedupe"`
+	// PostgreSQL backend: a libpq URL or key=value string (pgx), and the
+	// table ("name" or "schema.name").
+	PostgresURL   string `env:"POSTGRES_URL"`
+	PostgresTable string `env:"POSTGRES_TABLE" envDefault:"wagate_dedupe"`
+	// DynamoDB backend: the table, and an endpoint URL for a
+	// DynamoDB-compatible server ("" means AWS's). Region and credentials
+	// come from the SDK's standard AWS_* variables and files.
+	DynamoDBTable    string `env:"DYNAMODB_TABLE" envDefault:"wagate_dedupe"`
+	DynamoDBEndpoint string `env:"DYNAMODB_ENDPOINT"`
 
 	// Ingress.
 	HTTPAddr         string        `env:"HTTP_ADDR" envDefault:":8080"`
@@ -131,7 +140,10 @@ func (c Config) Validate() error {
 		}
 		errs = append(errs, fmt.Sprintf("%s%s=%q: want one of %s", Prefix, name, v, strings.Join(choices, ", ")))
 	}
-	oneOf("DEDUPE_BACKEND", c.DedupeBackend, "redis", "nats")
+	oneOf("DEDUPE_BACKEND", c.DedupeBackend, "redis", "nats", "postgres", "dynamodb")
+	if c.DedupeBackend == "postgres" && c.PostgresURL == "" {
+		errs = append(errs, Prefix+"DEDUPE_BACKEND=postgres needs "+Prefix+"POSTGRES_URL")
+	}
 	oneOf("REDIS_POLICY", c.RedisPolicy, "fail-open", "fail-closed")
 	oneOf("HANDLER", c.Handler, "forward", "log")
 	oneOf("FORWARD_FORMAT", c.ForwardFormat, "event", "provider")

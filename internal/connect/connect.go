@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -146,8 +150,11 @@ func Streams(c config.Config) streams.Config {
 	}
 }
 
-// Store returns the dedupe store c asks for: Redis at c.RedisURL, or
-// JetStream key-value on js. The returned close function releases it.
+// Store returns the dedupe store c asks for: Redis at c.RedisURL,
+// JetStream key-value on js, PostgreSQL at c.PostgresURL or DynamoDB. For
+// PostgreSQL and DynamoDB it checks the table (CheckSchema, CheckTable): a
+// missing or conflicting one is an error that says to run `wagate dedupe
+// init`. The returned close function releases it.
 func Store(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe.Store, func(), error) {
 	switch c.DedupeBackend {
 	case "nats":
@@ -156,6 +163,25 @@ func Store(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe
 			return nil, nil, err
 		}
 		return kv, func() {}, nil
+	case "postgres":
+		p, closeStore, err := Postgres(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := p.CheckSchema(ctx); err != nil {
+			closeStore()
+			return nil, nil, err
+		}
+		return p, closeStore, nil
+	case "dynamodb":
+		d, err := DynamoDB(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := d.CheckTable(ctx); err != nil {
+			return nil, nil, err
+		}
+		return d, func() {}, nil
 	default:
 		rc, err := Redis(c.RedisURL)
 		if err != nil {
@@ -163,6 +189,64 @@ func Store(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe
 		}
 		return dedupe.NewRedis(rc, dedupe.RedisOptions{Horizon: c.DedupeHorizon}), func() { _ = rc.Close() }, nil
 	}
+}
+
+// Postgres returns the PostgreSQL store of c, without checking its table,
+// and the function that closes its pool. The pool connects lazily.
+func Postgres(ctx context.Context, c config.Config) (*dedupe.Postgres, func(), error) {
+	pc, err := pgxpool.ParseConfig(c.PostgresURL)
+	if err != nil {
+		// pgx's parse errors may quote the URL, password included.
+		return nil, nil, fmt.Errorf("connect: %sPOSTGRES_URL is not a valid PostgreSQL URL or key=value string", config.Prefix)
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = "wagate"
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: postgres: %w", err)
+	}
+	p, err := dedupe.NewPostgres(pool, dedupe.PostgresOptions{Table: c.PostgresTable, Horizon: c.DedupeHorizon})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return p, pool.Close, nil
+}
+
+// DynamoDB returns the DynamoDB store of c, without checking its table.
+// Region and credentials come from the AWS SDK's default chain (AWS_REGION,
+// AWS_ACCESS_KEY_ID, AWS_PROFILE, the instance or task role, …);
+// c.DynamoDBEndpoint, when set, is the endpoint URL (a DynamoDB-compatible
+// server such as DynamoDB Local or dynalite).
+func DynamoDB(ctx context.Context, c config.Config) (*dedupe.DynamoDB, error) {
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: aws config: %w", err)
+	}
+	client := dynamodb.NewFromConfig(ac, func(o *dynamodb.Options) {
+		if c.DynamoDBEndpoint != "" {
+			o.BaseEndpoint = aws.String(c.DynamoDBEndpoint)
+		}
+	})
+	return dedupe.NewDynamoDB(client, dedupe.DynamoDBOptions{Table: c.DynamoDBTable, Horizon: c.DedupeHorizon}), nil
+}
+
+// StartCleanup runs the background deletion of expired rows when store is
+// the PostgreSQL backend (dedupe.Postgres.RunCleanup), logging its errors
+// at level Warn, and returns what stops it and waits for it. For other
+// stores it does nothing: Redis, JetStream and DynamoDB expire keys
+// themselves.
+func StartCleanup(store dedupe.Store, log *slog.Logger) (stop func()) {
+	p, ok := store.(*dedupe.Postgres)
+	if !ok {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.RunCleanup(ctx, func(err error) { log.Warn("dedupe cleanup failed", "err", err) })
+	}()
+	return func() { cancel(); <-done }
 }
 
 // OpenStore is Store for tools that inspect or act on a running deployment

@@ -60,7 +60,7 @@ func Open(ctx context.Context, name string) (*Service, error) {
 		return nil, err
 	}
 	s.Store = store
-	s.closers = append(s.closers, closeStore)
+	s.closers = append(s.closers, closeStore, StartCleanup(store, s.Log))
 
 	s.Registry = prometheus.NewRegistry()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

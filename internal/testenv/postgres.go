@@ -70,4 +70,3 @@ func redact(s string) string {
 	}
 	return u.Redacted()
 }
-
