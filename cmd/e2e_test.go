@@ -266,12 +266,52 @@ func fixtures(t *testing.T) (bodies map[string]fixture, want map[string][]messag
 	return bodies, want
 }
 
+// TestEndToEndExactlyOnce runs the same corpus through two ingresses and
+// two workers on each dedupe backend, one after another.
 func TestEndToEndExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped in -short mode")
 	}
 	dir := binaries(t)
-	redisURL := testenv.RedisURL(t)
+	for _, backend := range []string{"redis", "nats", "postgres", "dynamodb"} {
+		t.Run(backend, func(t *testing.T) {
+			endToEnd(t, dir, backendEnv(t, dir, backend))
+		})
+	}
+}
+
+// backendEnv returns the environment that selects backend for every
+// process, with its server started (or its schema made) for t and its table
+// created by `wagate dedupe init`.
+func backendEnv(t *testing.T, dir, backend string) []string {
+	t.Helper()
+	var env []string
+	switch backend {
+	case "redis":
+		env = []string{"WAGATE_DEDUPE_BACKEND=redis", "WAGATE_REDIS_URL=" + testenv.RedisURL(t)}
+	case "nats":
+		env = []string{"WAGATE_DEDUPE_BACKEND=nats"}
+	case "postgres":
+		env = []string{"WAGATE_DEDUPE_BACKEND=postgres", "WAGATE_POSTGRES_URL=" + testenv.PostgresURL(t)}
+	case "dynamodb":
+		env = []string{"WAGATE_DEDUPE_BACKEND=dynamodb", "WAGATE_DYNAMODB_ENDPOINT=" + testenv.DynamoDBEndpoint(t),
+			"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"}
+	default:
+		t.Fatalf("unknown backend %q", backend)
+	}
+	if backend == "postgres" || backend == "dynamodb" {
+		cmd := exec.Command(filepath.Join(dir, "wagate"), "dedupe", "init")
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("wagate dedupe init: %v\n%s", err, out)
+		}
+	}
+	return env
+}
+
+// endToEnd posts the corpus once, again, and 20 times at once across both
+// ingresses, and checks that each distinct event was forwarded exactly once.
+func endToEnd(t *testing.T, dir string, backend []string) {
 	natsURL := testenv.NATSURL(t)
 
 	var sk sink
@@ -279,7 +319,6 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 	t.Cleanup(sinkSrv.Close)
 
 	common := []string{
-		"WAGATE_REDIS_URL=" + redisURL,
 		"WAGATE_NATS_URL=" + natsURL,
 		"WAGATE_META_APP_SECRET=" + secret,
 		"WAGATE_WASENDER_SECRET=" + wasenderSecret,
@@ -289,6 +328,7 @@ func TestEndToEndExactlyOnce(t *testing.T) {
 		"WAGATE_META_VERIFY_TOKEN=e2e-verify",
 		"WAGATE_LOG_LEVEL=debug",
 	}
+	common = append(common, backend...)
 	var ingress []string
 	for i := range 2 {
 		port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
