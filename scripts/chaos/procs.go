@@ -17,19 +17,20 @@ import (
 // Binaries are the paths of the programs the suite runs, built once per
 // test binary: cmd/ingress, cmd/worker and nats-server.
 type Binaries struct {
-	Ingress, Worker, NATSServer string
+	Ingress, Worker, Wagate, NATSServer string
 }
 
-// Build compiles cmd/ingress and cmd/worker from the module at root, and
+// Build compiles cmd/ingress, cmd/worker and cmd/wagate from the module at root, and
 // nats-server from the nats-server/v2 module the project requires, into dir.
 func Build(root, dir string) (Binaries, error) {
 	b := Binaries{
 		Ingress:    filepath.Join(dir, "ingress"),
 		Worker:     filepath.Join(dir, "worker"),
+		Wagate:     filepath.Join(dir, "wagate"),
 		NATSServer: filepath.Join(dir, "nats-server"),
 	}
 	for _, args := range [][]string{
-		{"build", "-o", dir + string(os.PathSeparator), "./cmd/ingress", "./cmd/worker"},
+		{"build", "-o", dir + string(os.PathSeparator), "./cmd/ingress", "./cmd/worker", "./cmd/wagate"},
 		{"build", "-o", b.NATSServer, "github.com/nats-io/nats-server/v2"},
 	} {
 		cmd := exec.Command("go", args...)

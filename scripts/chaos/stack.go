@@ -54,6 +54,9 @@ type Config struct {
 	// Drain bounds the wait for every event to be settled after the
 	// traffic. Default 90 s.
 	Drain time.Duration
+	// Backend is the dedupe backend: BackendRedis (default),
+	// BackendPostgres or BackendDynamoDB.
+	Backend string
 }
 
 func (c *Config) defaults() {
@@ -90,6 +93,9 @@ func (c *Config) defaults() {
 	if c.Drain == 0 {
 		c.Drain = 90 * time.Second
 	}
+	if c.Backend == "" {
+		c.Backend = BackendRedis
+	}
 }
 
 // Backoff is the workers' redelivery schedule in every scenario
@@ -117,6 +123,9 @@ type Stack struct {
 
 	// StateLostAt is set by the scenario when Redis lost its keys.
 	StateLostAt time.Time
+
+	backendEnv []string     // WAGATE_DEDUPE_BACKEND and its settings
+	store      dedupe.Store // the backend, for the final states
 
 	ports   map[*Proc]int // each process's HTTP port
 	admin   map[*Proc]int // an ingress's admin port (/readyz, /metrics)
@@ -170,6 +179,8 @@ func NewStack(t *testing.T, bins Binaries, cfg Config) *Stack {
 		t.Fatalf("streams: %v", err)
 	}
 
+	s.startBackend(ctx)
+
 	s.Sink = NewSink(cfg.Hold)
 	s.Sink.Reject = cfg.Reject
 	t.Cleanup(s.Sink.Close)
@@ -201,13 +212,13 @@ func NewStack(t *testing.T, bins Binaries, cfg Config) *Stack {
 }
 
 func (s *Stack) common() []string {
-	return []string{
+	return append([]string{
 		"WAGATE_REDIS_URL=" + s.Redis.URL(),
 		"WAGATE_NATS_URL=" + s.NATSURL,
 		"WAGATE_STREAM_REPLICAS=" + strconv.Itoa(s.Cfg.NATSNodes),
 		"WAGATE_ACK_WAIT=" + s.Cfg.AckWait.String(),
 		"WAGATE_LOG_LEVEL=info",
-	}
+	}, s.backendEnv...)
 }
 
 func (s *Stack) newIngress(i int) *Proc {
@@ -429,9 +440,8 @@ func (s *Stack) Observe() Observed {
 	if err != nil {
 		s.T.Fatalf("reading the streams: %v", err)
 	}
-	store := dedupe.NewRedis(s.RDB, dedupe.RedisOptions{})
 	for key := range o.Items {
-		rec, err := store.Lookup(ctx, key)
+		rec, err := s.store.Lookup(ctx, key)
 		if err != nil {
 			s.T.Fatalf("lookup %s: %v", key, err)
 		}
