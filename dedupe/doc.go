@@ -13,7 +13,9 @@
 // Store is the interface. Redis (NewRedis; single node, Sentinel or Cluster) is
 // the default production backend; KV (NewKV) keeps the same states in NATS
 // JetStream key-value buckets, for the one-process `wagate dev` and for
-// operators who want one fewer moving part. Every backend passes the contract
+// operators who want one fewer moving part; Postgres (NewPostgres) keeps them
+// in one PostgreSQL table, and DynamoDB (NewDynamoDB) in one DynamoDB table,
+// for deployments that already run those. Every backend passes the contract
 // suite in package dedupetest.
 //
 // A backend may also implement Batch (BeginBatch, FinishBatch), with which

@@ -66,8 +66,8 @@ type DynamoDBOptions struct {
 //	lu  N  when that lock expires, Unix milliseconds
 //	x   N  the end of the horizon, Unix seconds: the table's TTL attribute
 //
-// DynamoDB deletes an item some time after its TTL passes (typically within
-// days), so every method treats an item whose x has passed as absent, and
+// DynamoDB deletes an item some time after its TTL passes (within a few
+// days: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html), so every method treats an item whose x has passed as absent, and
 // Claim and Begin overwrite it (its fence starts over, as a Redis key's does
 // after its TTL). Times come from the client's clock: keep the clocks of
 // ingresses and workers in sync (NTP), as lock expiry depends on them.
@@ -83,7 +83,9 @@ type DynamoDBOptions struct {
 // one request: BatchWriteItem takes no conditions, and TransactWriteItems
 // is all-or-nothing, so one duplicate in a batch would refuse every claim
 // in it (and a transaction costs twice the write units). A batch therefore
-// costs one round trip of latency, but one write request per key. Where a
+// costs one round trip of latency, but one write request per key. (Sources:
+// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html,
+// API_BatchWriteItem.html and API_TransactWriteItems.html on the same site.) Where a
 // server returns no item with a refused condition (older emulators), the
 // backend reads the item with a consistent GetItem and, if it is gone or
 // expired by then, writes again. Begin is one UpdateItem whose condition

@@ -630,6 +630,7 @@ func BenchmarkClaim(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(batch), "claims/op")
 			if n > 0 {
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/claim")
 				b.ReportMetric(float64(usedMemory(b, c)-base)/float64(n), "redis-bytes/claim")
 			}
 		})
