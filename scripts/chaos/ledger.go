@@ -244,7 +244,7 @@ func Check(o Observed) Result {
 	for key := range o.DLQ {
 		if !rejected[key] {
 			r.DeadNotRejected++
-			r.example("%s dead-lettered although the sink never refused it", key)
+			r.example("%s dead-lettered although the sink never refused it: %s", key, o.DLQ[key])
 		}
 	}
 	for key := range answered {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -124,8 +125,9 @@ type Stack struct {
 	// StateLostAt is set by the scenario when Redis lost its keys.
 	StateLostAt time.Time
 
-	backendEnv []string     // WAGATE_DEDUPE_BACKEND and its settings
-	store      dedupe.Store // the backend, for the final states
+	backendEnv []string      // WAGATE_DEDUPE_BACKEND and its settings
+	store      dedupe.Store  // the backend, for the final states
+	pool       *pgxpool.Pool // the PostgreSQL backend's, for its marks
 
 	ports   map[*Proc]int // each process's HTTP port
 	admin   map[*Proc]int // an ingress's admin port (/readyz, /metrics)
@@ -448,7 +450,14 @@ func (s *Stack) Observe() Observed {
 		o.Final[key] = rec
 	}
 	s.Monitor.Close()
-	o.Marks, o.MonitorGaps = s.Monitor.Marks(), s.Monitor.Gaps()
+	switch s.Cfg.Backend {
+	case BackendRedis:
+		o.Marks, o.MonitorGaps = s.Monitor.Marks(), s.Monitor.Gaps()
+	case BackendPostgres:
+		if o.Marks, err = s.pgMarks(ctx); err != nil {
+			s.T.Fatalf("reading the marks: %v", err)
+		}
+	}
 	return o
 }
 
