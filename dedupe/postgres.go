@@ -44,7 +44,7 @@ type PostgresOptions struct {
 	CleanupBatch int
 }
 
-// Postgres is a Store on PostgreSQL 12 or later, through a pgx connection
+// Postgres is a Store on PostgreSQL (tested on 15), through a pgx connection
 // pool: for deployments that already run PostgreSQL and would rather not
 // operate Redis.
 //
@@ -75,8 +75,8 @@ type PostgresOptions struct {
 // under the row lock, including rows other transactions committed after the
 // statement began: that is the prior state, read atomically with the claim.
 // The price is that a duplicate claim writes a new version of its row (a
-// HOT update, the same size). Rows are claimed in key order, so concurrent
-// batches never deadlock. Begin is the same kind of statement for one key;
+// HOT update, the same size). Claim, Accept and Release lock rows in key
+// order, so concurrent batches never deadlock. Begin is the same kind of statement for one key;
 // Accept, Release, Extend, Finish and Unlock are conditional UPDATEs or a
 // DELETE on the row; Lookup is one SELECT.
 //
@@ -151,13 +151,19 @@ ON CONFLICT (key) DO UPDATE SET
   lock_until = CASE WHEN d.expires_at <= now() THEN NULL ELSE d.lock_until END,
   expires_at = CASE WHEN d.expires_at <= now() THEN EXCLUDED.expires_at ELSE d.expires_at END
 RETURNING d.key, d.state`,
-		// $1 keys, $2 their pending tokens.
+		// $1 keys, $2 their pending tokens. Rows are locked in key order
+		// (FOR UPDATE under ORDER BY), as Claim locks them, so that
+		// concurrent batches never deadlock.
 		accept: `UPDATE ` + table + ` AS d SET state = 'a'
-FROM unnest($1::text[], $2::text[]) AS c(key, token)
-WHERE d.key = c.key AND d.state = c.token AND d.expires_at > now()`,
+FROM (SELECT x.key, c.token FROM ` + table + ` AS x
+      JOIN unnest($1::text[], $2::text[]) AS c(key, token) ON x.key = c.key AND x.state = c.token
+      WHERE x.expires_at > now() ORDER BY x.key FOR UPDATE OF x) AS l
+WHERE d.key = l.key AND d.state = l.token`,
 		release: `DELETE FROM ` + table + ` AS d
-USING unnest($1::text[], $2::text[]) AS c(key, token)
-WHERE d.key = c.key AND d.state = c.token`,
+USING (SELECT x.key, c.token FROM ` + table + ` AS x
+       JOIN unnest($1::text[], $2::text[]) AS c(key, token) ON x.key = c.key AND x.state = c.token
+       ORDER BY x.key FOR UPDATE OF x) AS l
+WHERE d.key = l.key AND d.state = l.token`,
 		// $1 key, $2 lock token, $3 lock TTL in ms, $4 force, $5 horizon in
 		// ms. take: the row expired, or it is not done (unless forced) and
 		// its lock is free. A refused Begin rewrites the row as it is, so
