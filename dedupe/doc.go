@@ -21,5 +21,6 @@
 // A backend may also implement Batch (BeginBatch, FinishBatch), with which
 // the worker begins and finishes the runs of many keys in one round trip;
 // BeginAll and FinishAll use it when it is there, and one call per key,
-// concurrently, when it is not. Both backends implement it.
+// concurrently, when it is not. Redis and KV implement it; Postgres and
+// DynamoDB do not yet (one statement or request per key, concurrently).
 package dedupe
