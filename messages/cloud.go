@@ -65,8 +65,9 @@ import (
 // reaction and its removal are two events. A status about a group
 // participant adds the participant (recipient_participant_id, see
 // groupParticipant): Meta sends one status per participant of one message.
-// <hash> is the hex SHA-256 of the item's JSON after json.Compact (so
-// whitespace does not matter, escapes do) and <where> is the unknown event's
+// <hash> is the hex SHA-256 of the item's JSON after json.Compact, with
+// every string in one written form (so neither whitespace nor the choice of
+// escapes matters) and <where> is the unknown event's
 // Type. Items without an id are deduplicated over the whole dedupe horizon,
 // which matches Meta's retry schedule (up to 7 days): none is Transient. The
 // fallback identity, with Fallback set, is used for a message, status or

@@ -62,7 +62,8 @@ var evolutionAliases = map[string]string{
 // (an application that calls Evolution API back holds its own key). A body
 // without data is one KindUnknown event of the whole body with the apikey's
 // value replaced by "[redacted]" (the only item that is not a sub-slice of
-// body).
+// body); in every event's Context.Frame, from which a provider format
+// forward writes the body back, the apikey's value reads "[redacted]" too.
 //
 // Identities are those of the gateway identities table (see the file
 // gateway.go), from Baileys' message key: <instance>|<chat>|<in|out>|<key.id>
@@ -105,6 +106,8 @@ func parseEvolution(body []byte, receivedAt time.Time, max int) ([]Event, error)
 	for _, m := range env {
 		if !m.is("apikey") {
 			rest = append(rest, m)
+		} else {
+			g.secrets = append(g.secrets, m.value)
 		}
 	}
 	g.envelopeUnknowns(rest, []string{"event", "instance", "data", "destination", "date_time",

@@ -9,7 +9,9 @@ import (
 // Frame is the rest of a webhook around one item, kept as received, so that
 // the item can be sent on in its provider's own webhook format, one item per
 // request, without re-serialising anything (see worker.Forward's provider
-// format). Every slice is a sub-slice of the body the item came in.
+// format). Every slice is a sub-slice of the body the item came in, except
+// an Evolution API Before or After, which is a copy with the envelope's
+// "apikey" value written "[redacted]".
 //
 // For the Cloud API, the raw JSON values of the members that place the item
 // (Meta, "Webhooks reference: messages"); each is nil when the member was

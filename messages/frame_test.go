@@ -3,11 +3,15 @@ package messages_test
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/messages"
 )
+
+// evolutionAPIKey matches an "apikey" member of an Evolution API envelope.
+var evolutionAPIKey = regexp.MustCompile(`("apikey"\s*:\s*)"(?:[^"\\]|\\.)*"`)
 
 // checkFrame checks that a gateway event's frame makes a body of the
 // provider's that holds the item: valid JSON, no longer than the body
@@ -17,6 +21,10 @@ func checkFrame(t testing.TB, i int, body []byte, ev messages.Event) {
 	f := ev.Context.Frame
 	if !f.Body {
 		return
+	}
+	if ev.Provider == messages.ProviderEvolution {
+		// Evolution API's apikey is written back redacted.
+		body = evolutionAPIKey.ReplaceAll(body, []byte(`${1}"[redacted]"`))
 	}
 	out := append(append(append([]byte{}, f.Before...), ev.Item...), f.After...)
 	if !json.Valid(out) || len(out) > len(body) || !bytes.HasPrefix(body, f.Before) || !bytes.HasSuffix(body, f.After) {

@@ -191,8 +191,9 @@ type gateway struct {
 	event      string // the gateway's event name: Context.Field
 	timestamp  int64  // the envelope's time, Unix seconds; 0 when absent
 	receivedAt time.Time
-	metadata   []byte // Context.Metadata; nil when none
-	body       []byte // the body, around whose items finish sets the frames
+	metadata   []byte   // Context.Metadata; nil when none
+	body       []byte   // the body, around whose items finish sets the frames
+	secrets    [][]byte // values in body (sub-slices) no frame may hold: Evolution API's apikey
 	events     []Event
 	max        int // most events; 0: no bound
 }
@@ -350,7 +351,60 @@ func (g *gateway) unknown(where string, raw []byte) {
 func (g *gateway) finish() []Event {
 	Window(g.events, DefaultRepeatWindow)
 	frameGateway(g.body, g.events)
+	if len(g.secrets) > 0 {
+		redactFrames(g.body, g.secrets, g.events)
+	}
 	return g.events
+}
+
+// redactFrames replaces, in the Before and After of every event's frame,
+// each of secrets (sub-slices of body, JSON values) by "[redacted]", so that
+// neither the stored event nor the body written back from it (a provider
+// format forward) holds them. The item itself is not touched: secrets lie
+// outside every item. Events share their Before and After, so each distinct
+// part is rewritten once: the work is linear in len(body) plus the number of
+// events.
+func redactFrames(body []byte, secrets [][]byte, evs []Event) {
+	type span struct{ off, n int }
+	var at []span
+	for _, s := range secrets {
+		if off := offsetIn(body, s); off >= 0 {
+			at = append(at, span{off, len(s)})
+		}
+	}
+	done := map[span][]byte{}
+	redact := func(part []byte, base int) []byte {
+		key := span{base, len(part)}
+		if out, ok := done[key]; ok {
+			return out
+		}
+		out := part
+		var b []byte
+		last := 0
+		for _, s := range at {
+			lo, hi := s.off-base, s.off-base+s.n
+			if lo < last || hi > len(part) {
+				continue
+			}
+			b = append(append(b, part[last:lo]...), `"[redacted]"`...)
+			last = hi
+		}
+		if b != nil {
+			out = append(b, part[last:]...)
+			out = out[:len(out):len(out)]
+		}
+		done[key] = out
+		return out
+	}
+	for i := range evs {
+		f := &evs[i].Context.Frame
+		if f.Before != nil {
+			f.Before = redact(f.Before, 0)
+		}
+		if f.After != nil {
+			f.After = redact(f.After, len(body)-len(f.After))
+		}
+	}
 }
 
 // add sets ev's key from its identity and appends it.
