@@ -3,6 +3,7 @@ package messages
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -27,13 +28,28 @@ func KeyOf(identity string) string {
 // different lists of parts never join to the same identity.
 var identityEscaper = strings.NewReplacer("%", "%25", "|", "%7C")
 
+// MaxIdentityPart is the longest identity part written as it is, in bytes:
+// a longer one (an id or address no provider writes, from a hostile or
+// broken body) is written as "%sha256-" and the hex SHA-256 of the part.
+// Provider ids, addresses, names and hashes are far shorter.
+const MaxIdentityPart = 512
+
 // Identity joins parts into an identity string, escaping '%' and '|' in each
-// part so that the join is unambiguous.
+// part so that the join is unambiguous. A part longer than MaxIdentityPart is
+// written as its hash, which no escaped part can equal (an escaped part holds
+// '%' only in "%25" and "%7C"), so that an identity stays short whatever the
+// body: an event's stored size stays within about twice its body's.
 func Identity(parts ...string) string {
 	var b strings.Builder
 	for i, p := range parts {
 		if i > 0 {
 			b.WriteByte('|')
+		}
+		if len(p) > MaxIdentityPart {
+			sum := sha256.Sum256([]byte(p))
+			b.WriteString("%sha256-")
+			b.WriteString(hex.EncodeToString(sum[:]))
+			continue
 		}
 		b.WriteString(identityEscaper.Replace(p))
 	}
