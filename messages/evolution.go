@@ -70,7 +70,9 @@ var evolutionAliases = map[string]string{
 // for a message (the one-to-one chat's remoteJid flips between a phone JID
 // and a @lid, and Evolution API writes the other form in remoteJidAlt, so
 // neither is part of it), with the status added for a status, "deleted" for
-// a deletion, "edited" for an edit; a call is its id and status; a field
+// a deletion, "edited" and the hash of the new message for an edit (two edits
+// of one message may carry its key), "reaction", the target's id and the
+// emoji for a message holding a reactionMessage (a removal's emoji is ""); a call is its id and status; a field
 // event is its event name, its subject (the remoteJid, id or jid it names)
 // and the hash of its item, and is Transient. The envelope's date_time
 // (when Evolution API built the webhook, not a time of the item), sender,
@@ -218,9 +220,11 @@ func (e evolution) message(ms []member, raw []byte) {
 		ev.Timestamp = ts
 		k.own = ts
 	}
-	var extra []string
+	extra := reactionParts(lookup(ms, "message"))
 	if e.event == "messages.edited" {
-		extra = []string{"edited"}
+		// Two edits of one message may carry its key: the new content
+		// tells them apart.
+		extra = []string{"edited", contentHash(lookup(ms, "message"))}
 	}
 	e.gateway.message(ev, k, extra...)
 }

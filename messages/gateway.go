@@ -281,6 +281,24 @@ func (g *gateway) message(ev Event, k msgKey, extra ...string) {
 	g.add(ev)
 }
 
+// reactionParts returns the identity parts that tell a Baileys message
+// (WASenderApi, Evolution API) that is a reaction apart from another
+// reaction with the same key: "reaction", the target's id and the emoji (""
+// for a removal), as messages.reaction writes them; nil when message holds
+// no reactionMessage.
+func reactionParts(message []byte) []string {
+	m, ok := members(message)
+	if !ok {
+		return nil
+	}
+	r, ok := members(lookup(m, "reactionMessage"))
+	if !ok {
+		return nil
+	}
+	target, _ := members(lookup(r, "key"))
+	return []string{"reaction", stringOf(lookup(target, "id")), stringOf(lookup(r, "text"))}
+}
+
 // status adds ev as a KindStatus event of key k with status ev.Status; extra
 // parts (the user a receipt is from) follow the status in its identity. A
 // status without a value gets a fallback identity.

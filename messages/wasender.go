@@ -91,7 +91,8 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 // own time (its userJid flips between forms the same way, so the user is not
 // part of it), a deletion "deleted"; a reaction is the message identity of
 // the reaction's own key followed by "reaction", the target's id and the
-// emoji (an empty emoji, a removal, is another event); a call is its id and
+// emoji (an empty emoji, a removal, is another event), and so is a message
+// of the message events that holds a reactionMessage; a call is its id and
 // status; a field event is its event name, subject (the group, chat or
 // contact id it names; the poll's message id) and the hash of its item. So
 // messages.upsert, messages.received, messages-personal.received,
@@ -257,7 +258,7 @@ func (w wasender) message(ms []member, raw []byte) {
 		ev.Timestamp = ts
 		k.own = ts
 	}
-	w.gateway.message(ev, k)
+	w.gateway.message(ev, k, reactionParts(lookup(ms, "message"))...)
 }
 
 // update reads one messages.update element: {key, update: {status}}.
