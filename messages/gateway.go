@@ -214,7 +214,9 @@ func gatewayEnvelope(body []byte, optional bool) (env []member, event string, er
 		return nil, "", notWebhook("body is not a JSON object")
 	}
 	raw := lookup(env, "event")
-	if raw == nil && optional && lookup(env, "data") != nil {
+	if optional && lookup(env, "data") != nil && (raw == nil || string(trimSpace(raw)) == "null") {
+		// No event name (absent, or null as a serialiser writes an unset
+		// one), but the provider's data: read it.
 		return env, "", nil
 	}
 	if raw == nil {

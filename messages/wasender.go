@@ -21,9 +21,9 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 // The body is a JSON object with a string "event", a "timestamp" (Unix
 // seconds or milliseconds), an optional "sessionId" and "data"
 // (WASenderApi, "Webhook Setup", wasenderapi.com/api-docs/webhooks/webhook-setup).
-// A body without "event" but with "data" (the shape of older examples) is
-// read too: its data as messages when it holds any, else one KindUnknown
-// event. Events, each with the page that defines it (under
+// A body without "event" (or with "event": null) but with "data" (the
+// shape of older examples) is read too: its data as messages when it holds
+// any, else one KindUnknown event. Events, each with the page that defines it (under
 // wasenderapi.com/api-docs/webhooks/):
 //
 //   - messages.received (webhook-message-received),

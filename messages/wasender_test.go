@@ -384,3 +384,23 @@ func ExampleParseWASender() {
 	// message 15550000001 wasender|message|default|direct|in|3EB0X123456789 wa:8ecZESS8xCMx2s0L27la-Q
 	// message 15550000001 wasender|message|default|direct|in|3EB0X123456789 wa:8ecZESS8xCMx2s0L27la-Q
 }
+
+// A body with the provider's data and no event name, absent or written
+// null, is stored: its data read as messages, else kept as one unknown
+// event. An authenticated body refused 4xx would be lost for good.
+func TestWASenderDataWithoutEventName(t *testing.T) {
+	msg := `{"messages":{"key":{"id":"3EB0C0FFEE","fromMe":false,"remoteJid":"15550001001@s.whatsapp.net"},"message":{"conversation":"hi"}}}`
+	want := only(t, messages.ParseWASender, `{"event":"messages.received","sessionId":"s1","data":`+msg+`}`).Key
+	for _, body := range []string{
+		`{"sessionId":"s1","data":` + msg + `}`,
+		`{"event":null,"sessionId":"s1","data":` + msg + `}`,
+		`{"event" : null ,"sessionId":"s1","data":` + msg + `}`,
+	} {
+		if ev := only(t, messages.ParseWASender, body); ev.Kind != messages.KindMessage || ev.Key != want {
+			t.Errorf("%s: %s %s, want the message's key %s", body, ev.Kind, ev.Key, want)
+		}
+	}
+	if ev := only(t, messages.ParseWASender, `{"event":null,"data":{"state":"x"}}`); ev.Kind != messages.KindUnknown {
+		t.Errorf("data of no message: %s", ev.Kind)
+	}
+}
