@@ -14,6 +14,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wagate/wagate/internal/buildinfo"
+	"github.com/wagate/wagate/internal/config"
 )
 
 func main() {
@@ -36,10 +39,21 @@ func newRootCmd() *cobra.Command {
 delivers is stored durably in NATS JetStream before the provider is answered
 200, and its business logic runs exactly once.
 
-Configuration comes from WAGATE_* environment variables (see the README).`,
+Configuration comes from WAGATE_* environment variables (see the README);
+the global flag of the same name overrides each (WAGATE_NATS_URL by
+--nats-url).`,
+		Version:       buildinfo.Read().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Flags given on the command line override their variables for
+		// every subcommand, including the parts that read a variable
+		// directly (send's WAGATE_META_APP_SECRET, WAGATE_DATA_DIR).
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return config.ApplyFlags(cmd.Flags())
+		},
 	}
+	root.SetVersionTemplate("wagate {{.Version}}\n")
+	config.AddFlags(root.PersistentFlags())
 	root.AddCommand(newDevCmd(), newSendCmd(), newKeyCmd(), newReplayCmd(), newDLQCmd(), newStreamsCmd(), newDedupeCmd())
 	return root
 }

@@ -1,7 +1,9 @@
 // Command worker consumes wagate's events stream and runs the configured
 // handler for each event, exactly once, under a lock with a fencing number.
 // It serves /healthz, /readyz and /metrics on WAGATE_WORKER_HTTP_ADDR.
-// Configuration: WAGATE_* environment variables (see the README).
+// Configuration: WAGATE_* environment variables, each overridden by its flag
+// (WAGATE_HANDLER by --handler; see the README or --help). The handler has
+// no default: a worker started without one refuses to start.
 package main
 
 import (
@@ -18,8 +20,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/buildinfo"
+	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
 	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/internal/logging"
@@ -29,25 +34,68 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := newCmd().ExecuteContext(ctx); err != nil {
 		logging.Exit("worker: stopped", err)
 	}
 }
 
-func run(ctx context.Context) error {
-	svc, err := connect.Open(ctx, "wagate-worker")
+// newCmd returns the worker command: --help, -h and --version print and exit
+// without connecting to anything; otherwise it loads and checks the
+// configuration (flags over WAGATE_* variables; the handler is required),
+// then consumes.
+func newCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker --handler forward|log [flags]",
+		Short: "wagate's worker: run each stored event's handler exactly once",
+		Long: `wagate's worker: it consumes the events stream and runs the handler for each
+event exactly once, under a lock with a fencing number, then marks it done.
+
+The handler is required (WAGATE_HANDLER or --handler):
+  forward  POST each event to WAGATE_FORWARD_URL (your app); done on its 2xx
+  log      log one line per event and mark it done: for trials only, the
+           event reaches no application
+
+Every setting is a WAGATE_* environment variable; the flag of the same name
+overrides it (WAGATE_FORWARD_URL by --forward-url).`,
+		Version:       buildinfo.Read().String(),
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyFlags(cmd.Flags()); err != nil {
+				return err
+			}
+			cfg, err := config.Load()
+			if err != nil {
+				return err
+			}
+			if err := cfg.CheckWorker(); err != nil {
+				return err
+			}
+			return run(cmd.Context(), cfg)
+		},
+	}
+	cmd.SetVersionTemplate("worker {{.Version}}\n")
+	config.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func run(ctx context.Context, cfg config.Config) error {
+	svc, err := connect.OpenConfig(ctx, cfg, "wagate-worker")
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	cfg, log := svc.Config, svc.Log
+	log := svc.Log
 
 	var h worker.Handler
 	switch cfg.Handler {
 	case "forward":
 		h = forward.New(cfg)
-	default:
+	case "log":
 		h = worker.NewLog(log)
+	default: // config.CheckWorker refuses any other
+		return fmt.Errorf("worker: handler %q", cfg.Handler)
 	}
 
 	w, err := worker.New(worker.Config{
@@ -76,7 +124,10 @@ func run(ctx context.Context) error {
 		_ = httpSrv.Shutdown(sctx)
 	}()
 
-	log.Info("worker starting", "handler", cfg.Handler, "concurrency", cfg.WorkerConcurrency, "http_addr", cfg.WorkerHTTPAddr, "dedupe", cfg.DedupeBackend)
+	if cfg.Handler == "log" {
+		log.Warn("handler log: each event is logged and marked done, and reaches no application (set WAGATE_HANDLER=forward and WAGATE_FORWARD_URL to deliver events)")
+	}
+	log.Info("worker starting", "version", buildinfo.Read().String(), "handler", cfg.Handler, "forward_url", forwardURL(cfg), "concurrency", cfg.WorkerConcurrency, "http_addr", cfg.WorkerHTTPAddr, "dedupe", cfg.DedupeBackend)
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(ctx) }()
 	select {
@@ -115,4 +166,13 @@ func probes(reg *prometheus.Registry, nc *nats.Conn, store dedupe.Store, log *sl
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
+}
+
+// forwardURL is the URL the forward handler posts to, without credentials,
+// for the start-up line; "" for the log handler.
+func forwardURL(cfg config.Config) string {
+	if cfg.Handler != "forward" {
+		return ""
+	}
+	return connect.RedactURL(cfg.ForwardURL)
 }

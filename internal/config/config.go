@@ -52,7 +52,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
 
 	// Worker.
-	Handler           string        `env:"HANDLER" envDefault:"log"` // forward | log
+	Handler           string        `env:"HANDLER"` // forward | log; required by the worker, no default
 	ForwardURL        string        `env:"FORWARD_URL"`
 	ForwardTimeout    time.Duration `env:"FORWARD_TIMEOUT" envDefault:"5m"`
 	ForwardFormat     string        `env:"FORWARD_FORMAT" envDefault:"event"` // event | provider
@@ -120,7 +120,7 @@ const Prefix = "WAGATE_"
 func Load() (Config, error) {
 	var c Config
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix}); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return Config{}, explain(err)
 	}
 	c.OTLPEndpoint = os.Getenv(EnvOTLPTracesEndpoint)
 	if c.OTLPEndpoint == "" {
@@ -138,20 +138,22 @@ func (c Config) Validate() error {
 				return
 			}
 		}
-		errs = append(errs, fmt.Sprintf("%s%s=%q: want one of %s", Prefix, name, v, strings.Join(choices, ", ")))
+		errs = append(errs, fmt.Sprintf("%s = %q: want one of %s", Setting(name), v, strings.Join(choices, ", ")))
 	}
 	oneOf("DEDUPE_BACKEND", c.DedupeBackend, "redis", "nats", "postgres", "dynamodb")
 	if c.DedupeBackend == "postgres" && c.PostgresURL == "" {
 		errs = append(errs, Prefix+"DEDUPE_BACKEND=postgres needs "+Prefix+"POSTGRES_URL")
 	}
 	oneOf("REDIS_POLICY", c.RedisPolicy, "fail-open", "fail-closed")
-	oneOf("HANDLER", c.Handler, "forward", "log")
+	if c.Handler != "" { // required by the worker only: RequireHandler
+		oneOf("HANDLER", c.Handler, "forward", "log")
+	}
 	oneOf("FORWARD_FORMAT", c.ForwardFormat, "event", "provider")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
 	oneOf("OTEL", c.OTel, "", "off", "otlp", "stdout")
 	if c.Handler == "forward" && c.ForwardURL == "" {
-		errs = append(errs, Prefix+"HANDLER=forward needs "+Prefix+"FORWARD_URL")
+		errs = append(errs, Setting("HANDLER")+" = forward needs "+Setting("FORWARD_URL"))
 	}
 	if c.Handler == "forward" && c.ForwardFormat == "provider" && !c.InsecureNoSecret &&
 		strings.TrimSpace(c.ForwardSecret) == "" && len(c.Secrets())+len(c.WASenderSecretList())+len(c.WAHAKeyList())+len(c.EvolutionTokenList()) == 0 {
@@ -160,20 +162,25 @@ func (c Config) Validate() error {
 	}
 	positive := func(name string, v int64) {
 		if v <= 0 {
-			errs = append(errs, fmt.Sprintf("%s%s must be > 0, got %d", Prefix, name, v))
+			errs = append(errs, fmt.Sprintf("%s = %d: want a number > 0", Setting(name), v))
 		}
 	}
-	positive("DEDUPE_HORIZON", int64(c.DedupeHorizon))
+	positiveDuration := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Sprintf("%s = %s: want a duration > 0", Setting(name), d))
+		}
+	}
+	positiveDuration("DEDUPE_HORIZON", c.DedupeHorizon)
 	positive("BODY_LIMIT", c.BodyLimit)
 	positive("BODY_MEMORY", c.BodyMemory)
 	positive("MAX_EVENTS", int64(c.MaxEvents))
 	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
-	positive("LOCK_TTL", int64(c.LockTTL))
-	positive("ACK_WAIT", int64(c.AckWait))
+	positiveDuration("LOCK_TTL", c.LockTTL)
+	positiveDuration("ACK_WAIT", c.AckWait)
 	positive("MAX_DELIVER", int64(c.MaxDeliver))
 	positive("STREAM_REPLICAS", int64(c.StreamReplicas))
 	for _, d := range c.BackOff {
-		positive("BACKOFF", int64(d))
+		positiveDuration("BACKOFF", d)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/buildinfo"
 	"github.com/wagate/wagate/internal/config"
 )
 
@@ -40,6 +41,13 @@ func Open(ctx context.Context, name string) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	return OpenConfig(ctx, cfg, name)
+}
+
+// OpenConfig is Open with a configuration already loaded (and checked by
+// the command). With the Redis dedupe store it also warns, once, when Redis
+// runs without AOF (CheckRedisAOF).
+func OpenConfig(ctx context.Context, cfg config.Config, name string) (*Service, error) {
 	s := &Service{Config: cfg, Log: Logger(cfg)}
 	stopTracing, err := Tracing(ctx, cfg, name, s.Log)
 	if err != nil {
@@ -61,9 +69,12 @@ func Open(ctx context.Context, name string) (*Service, error) {
 	}
 	s.Store = store
 	s.closers = append(s.closers, closeStore, StartCleanup(store, s.Log))
+	if cfg.DedupeBackend == "redis" {
+		CheckRedisAOF(cctx, cfg.RedisURL, s.Log)
+	}
 
 	s.Registry = prometheus.NewRegistry()
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	return s, nil
 }
 
