@@ -75,12 +75,13 @@ func runDev(ctx context.Context, out io.Writer) error {
 	log := slog.New(logging.Bounded(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	logging.Std(log)
 
-	natsURL := cfg.NATSURL
+	natsURL, natsMoved := cfg.NATSURL, false
 	if _, set := os.LookupEnv("WAGATE_NATS_URL"); !set {
-		ns, err := startEmbeddedNATS(filepath.Join(cfg.DataDir, "nats"), embeddedMaxPayload(cfg.BodyLimit))
+		ns, moved, err := startEmbeddedNATS(filepath.Join(cfg.DataDir, "nats"), embeddedMaxPayload(cfg.BodyLimit))
 		if err != nil {
 			return err
 		}
+		natsMoved = moved
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		natsURL = ns.ClientURL()
 	}
@@ -94,6 +95,10 @@ func runDev(ctx context.Context, out io.Writer) error {
 	}
 	if cfg.ForwardURL != "" {
 		cfg.Handler = "forward"
+	}
+	demoHandler := cfg.Handler == ""
+	if demoHandler {
+		cfg.Handler = "log" // dev's demo default; bin/worker has none
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -164,6 +169,17 @@ func runDev(ctx context.Context, out io.Writer) error {
 	}
 	base := "http://" + displayAddr(ln.Addr())
 	admin := "http://" + displayAddr(aln.Addr())
+	removeState, err := writeDevState(cfg.DataDir, devState{
+		PID: os.Getpid(), NATSURL: natsURL, WebhookURL: base + "/webhooks/whatsapp",
+		DedupeBackend: cfg.DedupeBackend, KVBucket: cfg.KVBucket, RedisURL: devRedisURL(cfg),
+		EventsStream: cfg.EventsStream, DLQStream: cfg.DLQStream, Consumer: cfg.Consumer,
+	})
+	if err != nil {
+		_ = ln.Close()
+		_ = aln.Close()
+		return err
+	}
+	defer removeState()
 	fmt.Fprintf(out, `wagate dev is running
   webhook       %s/webhooks/whatsapp
   health        %s/healthz   %s/readyz   %s/metrics
@@ -174,7 +190,7 @@ func runDev(ctx context.Context, out io.Writer) error {
   app secret    %s
 Send the sample payloads from another terminal:  bin/wagate send
 Stop with Ctrl-C.
-`, base, admin, admin, admin, natsURL, cfg.DataDir, describeStore(cfg), describeHandler(cfg), secrets.VerifyToken, secrets.AppSecret)
+`, base, admin, admin, admin, describeNATS(natsURL, natsMoved, cfg.DataDir), cfg.DataDir, describeStore(cfg), describeHandler(cfg, demoHandler), secrets.VerifyToken, secrets.AppSecret)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln) })
@@ -190,11 +206,23 @@ Stop with Ctrl-C.
 
 func describeStore(cfg config.Config) string { return storeName(cfg) }
 
-func describeHandler(cfg config.Config) string {
-	if cfg.Handler == "forward" {
+func describeHandler(cfg config.Config, demo bool) string {
+	switch {
+	case cfg.Handler == "forward":
 		return "forward to " + redact.URL(cfg.ForwardURL)
+	case demo:
+		return "log (one line per processed event; the demo default of wagate dev: set WAGATE_FORWARD_URL to forward to your app)"
 	}
 	return "log (one line per processed event)"
+}
+
+// devRedisURL is the Redis dev's tools must read: its URL when Redis is the
+// dedupe store, else "".
+func devRedisURL(cfg config.Config) string {
+	if cfg.DedupeBackend == "redis" {
+		return cfg.RedisURL
+	}
+	return ""
 }
 
 func displayAddr(a net.Addr) string {
@@ -215,17 +243,20 @@ func embeddedMaxPayload(bodyLimit int64) int32 {
 	return int32(min(max(2*bodyLimit+64<<10, minPayload), maxPayload))
 }
 
+// devNATSPort is the embedded NATS server's port when it is free.
+const devNATSPort = 4223
+
 // startEmbeddedNATS starts a NATS server with JetStream storing under dir, on
-// loopback port 4223 when free, else on any free port, accepting messages of
-// up to maxPayload bytes.
-func startEmbeddedNATS(dir string, maxPayload int32) (*server.Server, error) {
-	port := 4223
-	if l, err := net.Listen("tcp", "127.0.0.1:4223"); err == nil {
+// loopback port devNATSPort when free, else on any free port (moved is then
+// true), accepting messages of up to maxPayload bytes.
+func startEmbeddedNATS(dir string, maxPayload int32) (s *server.Server, moved bool, err error) {
+	port := devNATSPort
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", devNATSPort)); err == nil {
 		_ = l.Close()
 	} else {
-		port = server.RANDOM_PORT
+		port, moved = server.RANDOM_PORT, true
 	}
-	s, err := server.NewServer(&server.Options{
+	s, err = server.NewServer(&server.Options{
 		ServerName: "wagate-dev",
 		Host:       "127.0.0.1",
 		Port:       port,
@@ -236,14 +267,14 @@ func startEmbeddedNATS(dir string, maxPayload int32) (*server.Server, error) {
 		NoSigs:     true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("dev: nats server: %w", err)
+		return nil, false, fmt.Errorf("dev: nats server: %w", err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(15 * time.Second) {
 		s.Shutdown()
-		return nil, errors.New("dev: embedded nats server not ready after 15s")
+		return nil, false, errors.New("dev: embedded nats server not ready after 15s")
 	}
-	return s, nil
+	return s, moved, nil
 }
 
 // loadDevSecrets returns the App Secret and verify token: from the

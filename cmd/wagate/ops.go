@@ -32,6 +32,7 @@ type ops struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	sc    streams.Config // with defaults
+	dev   string         // the wagate dev record followed, "" for none
 	store dedupe.Store   // nil unless opened with withStore
 	stop  []func()
 }
@@ -43,7 +44,11 @@ func openOps(ctx context.Context, name string, withStore bool) (*ops, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &ops{cfg: cfg, log: connect.Logger(cfg), sc: connect.Streams(cfg).WithDefaults()}
+	dev, err := applyDevState(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	o := &ops{cfg: cfg, dev: dev, log: connect.Logger(cfg), sc: connect.Streams(cfg).WithDefaults()}
 	cctx, cancel := context.WithTimeout(ctx, opsConnectTimeout)
 	defer cancel()
 	nc, js, err := connect.NATS(cctx, cfg.NATSURL, name, o.log)
@@ -65,7 +70,16 @@ func openOps(ctx context.Context, name string, withStore bool) (*ops, error) {
 }
 
 // storeName says which dedupe store o reads, for the operator.
-func (o *ops) storeName() string { return storeName(o.cfg) }
+func (o *ops) storeName() string {
+	name := storeName(o.cfg)
+	if o.cfg.DedupeBackend == "nats" {
+		name += " on " + connect.RedactURL(o.cfg.NATSURL)
+	}
+	if o.dev != "" {
+		name += " (the wagate dev recorded in " + o.dev + ")"
+	}
+	return name
+}
 
 // close releases what openOps opened, in reverse order.
 func (o *ops) close() {

@@ -106,7 +106,9 @@ non-message fields (template status, account update, phone number quality).
 
 Flags:
   --url URL          the ingress's Cloud API route. Default: $WAGATE_SEND_URL,
-                     else ` + sendDefaultURL + `.
+                     else the webhook URL of the "wagate dev" running on
+                     $WAGATE_DATA_DIR (recorded in ` + devStateFile + `), else
+                     ` + sendDefaultURL + `.
   --secret SECRET    the App Secret to sign with. Default: the first secret of
                      $WAGATE_META_APP_SECRET (a comma-separated list), else
                      "app_secret" in $WAGATE_DATA_DIR/` + sendSecretsFile + ` (data dir
@@ -167,6 +169,10 @@ func (o *sendOptions) resolve(cmd *cobra.Command) error {
 	if !cmd.Flags().Changed("url") {
 		if v := strings.TrimSpace(os.Getenv("WAGATE_SEND_URL")); v != "" {
 			o.url = v
+		} else if s, ok, err := readDevState(sendDataDir()); err != nil {
+			return fmt.Errorf("send: %w", err)
+		} else if ok {
+			o.url = s.WebhookURL // the running wagate dev's, wherever it listens
 		}
 	}
 	u, err := url.Parse(o.url)
@@ -193,11 +199,7 @@ func sendSecret() (string, error) {
 			return s, nil
 		}
 	}
-	dir := os.Getenv("WAGATE_DATA_DIR")
-	if dir == "" {
-		dir = sendDefaultDataDir
-	}
-	file := filepath.Join(dir, sendSecretsFile)
+	file := filepath.Join(sendDataDir(), sendSecretsFile)
 	raw, err := os.ReadFile(file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -461,4 +463,13 @@ func (s *sendSummary) line(target string, elapsed time.Duration) string {
 	fmt.Fprintf(&b, " events=%d accepted=%d duplicates=%d in %s to %s",
 		s.events, s.accepted, s.duplicates, elapsed.Round(time.Millisecond), target)
 	return b.String()
+}
+
+// sendDataDir is the data folder of "wagate dev": WAGATE_DATA_DIR, else
+// sendDefaultDataDir.
+func sendDataDir() string {
+	if dir := os.Getenv("WAGATE_DATA_DIR"); dir != "" {
+		return dir
+	}
+	return sendDefaultDataDir
 }
