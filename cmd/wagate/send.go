@@ -67,9 +67,10 @@ type sendPayload struct {
 // {"events":N,"accepted":A,"duplicates":D}. Pointers tell a missing field
 // from a zero.
 type sendCounts struct {
-	Events     *int `json:"events"`
-	Accepted   *int `json:"accepted"`
-	Duplicates *int `json:"duplicates"`
+	Events     *int   `json:"events"`
+	Accepted   *int   `json:"accepted"`
+	Duplicates *int   `json:"duplicates"`
+	Error      string `json:"error"` // why the request was refused
 }
 
 // sendResult is the outcome of one request.
@@ -122,8 +123,9 @@ Flags:
 
 Output: one line per request with the status code (ERR when no answer came),
 the file, the round-trip time and the ingress's counts
-"events=N accepted=A duplicates=D"; when the answer is not that JSON, its
-first 100 bytes instead. A summary line ends the run: requests, requests by
+"events=N accepted=A duplicates=D", or the reason it gives for refusing the
+request (error "invalid signature" on a 401); when the answer is not that
+JSON, its first 100 bytes instead. A summary line ends the run: requests, requests by
 status code, events, accepted, duplicates.
 
 Exit status: 0 when every request was answered below 500 (4xx answers are
@@ -408,6 +410,11 @@ func (r sendResult) line(width int) string {
 	switch {
 	case r.err != nil:
 		detail = r.err.Error()
+	case r.counts != nil && r.counts.Error != "":
+		detail = "error " + strconv.Quote(r.counts.Error)
+		if r.code == http.StatusUnauthorized {
+			detail += " (the ingress does not hold the secret this was signed with: --secret, WAGATE_META_APP_SECRET)"
+		}
 	case r.counts != nil:
 		detail = fmt.Sprintf("events=%d accepted=%d duplicates=%d", *r.counts.Events, *r.counts.Accepted, *r.counts.Duplicates)
 	default:

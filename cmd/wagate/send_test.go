@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wagate/wagate/ingest"
 )
 
 const sendTestSecret = "test-app-secret"
@@ -534,5 +537,26 @@ func TestBuiltinSamplesWellFormed(t *testing.T) {
 		if items == 0 {
 			t.Errorf("%s: no message, status or field change", s.name)
 		}
+	}
+}
+
+// TestSendShowsWhy401 sends a sample signed with the wrong secret to a real
+// ingress: the line must give the ingress's reason, not the counts of an
+// answer that refused the request ("events=0 accepted=0 duplicates=0").
+func TestSendShowsWhy401(t *testing.T) {
+	e := newOpsEnv(t, false)
+	srv, err := ingest.New(ingest.Config{AppSecrets: []string{"the-right-secret"}, Logger: slog.New(slog.DiscardHandler)}, e.store, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	out, err := runSend(t, "--url", hs.URL+"/webhooks/whatsapp", "--secret", "a-wrong-secret", "samples/01_text.json")
+	if err != nil {
+		t.Fatalf("send: %v (a 4xx answer is reported, not a failure)\n%s", err, out)
+	}
+	line := outputLines(out)[0]
+	if !strings.HasPrefix(line, "401 ") || !strings.Contains(line, `error "invalid signature"`) || strings.Contains(line, "events=0") {
+		t.Errorf("line = %q, want 401 with the ingress's reason", line)
 	}
 }
