@@ -8,8 +8,14 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 all: build
 
+# The version and VCS revision shown by --version and wagate_build_info,
+# passed by -ldflags so that they hold whatever -buildvcs is set to.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  ?= -X github.com/wagate/wagate/internal/buildinfo.version=$(VERSION) -X github.com/wagate/wagate/internal/buildinfo.revision=$(REVISION)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 vet:
 	$(GO) vet $(PKGS)

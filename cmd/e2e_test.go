@@ -106,7 +106,11 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+string(os.PathSeparator), "./ingress", "./worker", "./wagate")
+		// Stamped as the Makefile and the Dockerfile stamp them (see
+		// TestBinariesAnswerHelpAndVersion).
+		const bi = "github.com/wagate/wagate/internal/buildinfo"
+		cmd := exec.Command("go", "build", "-ldflags", "-X "+bi+".version="+e2eVersion+" -X "+bi+".revision="+e2eRevision,
+			"-o", buildDir+string(os.PathSeparator), "./ingress", "./worker", "./wagate")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

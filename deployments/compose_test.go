@@ -116,6 +116,11 @@ func TestCompose(t *testing.T) {
 				t.Errorf("%s: must wait for %s to be healthy", c.name, dep)
 			}
 		}
+		if c.name == "worker" {
+			if err := cfg.CheckWorker(); err != nil {
+				t.Errorf("worker: bin/worker would refuse to start: %v", err)
+			}
+		}
 		if !strings.Contains(cfg.NATSURL, "//nats:4222") || !strings.Contains(cfg.RedisURL, "//redis:6379") {
 			t.Errorf("%s: NATS %s and Redis %s: want the compose services", c.name, cfg.NATSURL, cfg.RedisURL)
 		}

@@ -113,7 +113,11 @@ func TestDockerfile(t *testing.T) {
 		}
 		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
 			built = true
-			for _, want := range []string{"-trimpath", `-ldflags="-s -w"`, "-o /out/", "./cmd/..."} {
+			// .git is not in the context (.dockerignore): the revision
+			// reaches --version and wagate_build_info by -ldflags.
+			for _, want := range []string{"-trimpath", `-ldflags="-s -w `, "-o /out/", "./cmd/...",
+				"-X github.com/wagate/wagate/internal/buildinfo.revision=${REVISION}",
+				"-X github.com/wagate/wagate/internal/buildinfo.version=${VERSION}"} {
 				if !strings.Contains(in.args, want) {
 					t.Errorf("go build without %s: %s", want, in.args)
 				}

@@ -312,6 +312,11 @@ func checkWorkload(t *testing.T, m manifests, name, binary string) workload {
 	if err != nil {
 		t.Fatalf("%s: its configuration does not load: %v", name, err)
 	}
+	if binary == "worker" {
+		if err := w.cfg.CheckWorker(); err != nil {
+			t.Errorf("%s: bin/worker would refuse to start: %v", name, err)
+		}
+	}
 
 	// Ports and probes: the ingress serves its probes and metrics on the
 	// admin address, and its webhooks on another port; the worker has one.
