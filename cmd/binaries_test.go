@@ -82,12 +82,13 @@ func runBinary(t *testing.T, bin string, env []string, args ...string) (int, str
 func TestBinariesAnswerHelpAndVersion(t *testing.T) {
 	dir := binaries(t)
 	nats, redis := newTrap(t), newTrap(t)
-	httpPort, workerPort := testenv.FreePort(t), testenv.FreePort(t)
+	httpPort, workerPort, adminPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	env := []string{
 		"WAGATE_NATS_URL=nats://" + nats.addr(),
 		"WAGATE_REDIS_URL=redis://" + redis.addr() + "/0",
 		fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", httpPort),
 		fmt.Sprintf("WAGATE_WORKER_HTTP_ADDR=127.0.0.1:%d", workerPort),
+		fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort),
 		"WAGATE_HANDLER=log",
 		"WAGATE_META_APP_SECRET=s",
 		"WAGATE_DATA_DIR=" + t.TempDir(),
@@ -110,7 +111,7 @@ func TestBinariesAnswerHelpAndVersion(t *testing.T) {
 	if n := nats.conns.Load() + redis.conns.Load(); n != 0 {
 		t.Errorf("%d connections to NATS or Redis during --help and --version", n)
 	}
-	for _, port := range []int{httpPort, workerPort} {
+	for _, port := range []int{httpPort, workerPort, adminPort} {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
 			_ = c.Close()
 			t.Errorf("something serves on 127.0.0.1:%d after --help and --version", port)
@@ -161,15 +162,17 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 		"WAGATE_REDIS_URL=redis://" + dead.addr() + "/0",
 		"WAGATE_HTTP_ADDR=127.0.0.1:1",
 		"WAGATE_WORKER_HTTP_ADDR=127.0.0.1:1",
+		"WAGATE_ADMIN_ADDR=127.0.0.1:1",
 		"WAGATE_HANDLER=forward", "WAGATE_FORWARD_URL=http://" + dead.addr(),
 		"WAGATE_EVENTS_STREAM=FLAGS_EVENTS", "WAGATE_DLQ_STREAM=FLAGS_DLQ", "WAGATE_CONSUMER=flags-workers",
 	}
-	ip, wp := testenv.FreePort(t), testenv.FreePort(t)
+	ip, ap, wp := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	ing := startArgs(t, filepath.Join(dir, "ingress"), "ingress", env,
-		"--nats-url", natsURL, "--redis-url", r.URL(), "--http-addr", fmt.Sprintf("127.0.0.1:%d", ip), "--meta-app-secret", "s")
+		"--nats-url", natsURL, "--redis-url", r.URL(), "--http-addr", fmt.Sprintf("127.0.0.1:%d", ip),
+		"--admin-addr", fmt.Sprintf("127.0.0.1:%d", ap), "--meta-app-secret", "s")
 	wrk := startArgs(t, filepath.Join(dir, "worker"), "worker", env,
 		"--nats-url", natsURL, "--redis-url", r.URL(), "--worker-http-addr", fmt.Sprintf("127.0.0.1:%d", wp), "--handler=log")
-	ibase, wbase := fmt.Sprintf("http://127.0.0.1:%d", ip), fmt.Sprintf("http://127.0.0.1:%d", wp)
+	ibase, wbase := fmt.Sprintf("http://127.0.0.1:%d", ap), fmt.Sprintf("http://127.0.0.1:%d", wp)
 	waitReady(t, ibase+"/readyz")
 	waitReady(t, wbase+"/readyz")
 	for _, p := range []*process{ing, wrk} {
