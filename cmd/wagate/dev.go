@@ -169,7 +169,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 	}
 	base := "http://" + displayAddr(ln.Addr())
 	admin := "http://" + displayAddr(aln.Addr())
-	removeState, err := writeDevState(cfg.DataDir, devState{
+	err = writeDevState(cfg.DataDir, devState{
 		PID: os.Getpid(), NATSURL: natsURL, WebhookURL: base + "/webhooks/whatsapp",
 		DedupeBackend: cfg.DedupeBackend, KVBucket: cfg.KVBucket, RedisURL: devRedisURL(cfg),
 		EventsStream: cfg.EventsStream, DLQStream: cfg.DLQStream, Consumer: cfg.Consumer,
@@ -179,7 +179,6 @@ func runDev(ctx context.Context, out io.Writer) error {
 		_ = aln.Close()
 		return err
 	}
-	defer removeState()
 	fmt.Fprintf(out, `wagate dev is running
   webhook       %s/webhooks/whatsapp
   health        %s/healthz   %s/readyz   %s/metrics

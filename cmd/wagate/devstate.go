@@ -18,7 +18,9 @@ import (
 // devStateFile is the file, inside the data folder, in which a running
 // "wagate dev" records where it serves, so that the other commands (key,
 // replay, dlq, streams, send) reach that dev and not another server. It is
-// written at start and removed at a clean stop.
+// written at every start and kept after a stop, so that a tool run in the
+// folder of a dev that has stopped fails, naming it, instead of reading the
+// default servers.
 const devStateFile = "dev.json"
 
 // devState is what a running "wagate dev" records in devStateFile.
@@ -34,19 +36,17 @@ type devState struct {
 	Consumer      string `json:"consumer"`
 }
 
-// writeDevState records s in dir and returns the function that removes it.
-func writeDevState(dir string, s devState) (func(), error) {
-	path := filepath.Join(dir, devStateFile)
+// writeDevState records s in dir.
+func writeDevState(dir string, s devState) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("dev: %w", err)
+	if err := os.WriteFile(filepath.Join(dir, devStateFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("dev: %w", err)
 	}
-	return func() { _ = os.Remove(path) }, nil
+	return nil
 }
 
 // readDevState returns the record of the "wagate dev" whose data folder is
-// dir; ok is false when there is none (no dev has run there, or it stopped
-// cleanly).
+// dir; ok is false when no dev has run there.
 func readDevState(dir string) (s devState, ok bool, err error) {
 	path := filepath.Join(dir, devStateFile)
 	b, err := os.ReadFile(path)
@@ -79,7 +79,7 @@ func applyDevState(cfg *config.Config) (string, error) {
 	path := filepath.Join(cfg.DataDir, devStateFile)
 	if err := answers(s.NATSURL); err != nil {
 		return "", fmt.Errorf("wagate dev is not running: %s records its NATS server at %s, which does not answer (%v); "+
-			"start wagate dev with this data folder, remove the record, or set %s for another server",
+			"start wagate dev with this data folder, or set %s for another server",
 			path, s.NATSURL, err, config.Setting("NATS_URL"))
 	}
 	cfg.NATSURL = s.NATSURL
@@ -115,7 +115,7 @@ func answers(natsURL string) error {
 func describeNATS(natsURL string, moved bool, dataDir string) string {
 	s := connect.RedactURL(natsURL)
 	if moved {
-		s += fmt.Sprintf(" (port %d is taken, so a free port was used: the other commands find it in %s)", devNATSPort, filepath.Join(dataDir, devStateFile))
+		s += fmt.Sprintf(", not %d: that port is taken; the other commands find this URL in %s,", devNATSPort, filepath.Join(dataDir, devStateFile))
 	}
 	return s
 }

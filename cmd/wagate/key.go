@@ -97,8 +97,10 @@ func newKeyCmd() *cobra.Command {
 		Short: "Show an event's dedupe state (absent, pending, accepted, done), fencing number and lock",
 		Long: `Show an event's dedupe state in the configured store (WAGATE_DEDUPE_BACKEND),
 and which store that is. It only reads: it never creates or updates a bucket.
-Against "wagate dev" (JetStream key-value on its embedded server) run it with
-WAGATE_DEDUPE_BACKEND=nats WAGATE_NATS_URL=<the nats URL wagate dev printed>.
+Against "wagate dev", run it in dev's folder (or with its WAGATE_DATA_DIR): it
+follows the record dev keeps there (.wagate/dev.json) to dev's NATS server and
+store, and fails naming the record when that dev has stopped. With
+WAGATE_NATS_URL set no record is read.
 
 The argument is a dedupe key ("wa:" and 22 characters, as in the logs, the
 Idempotency-Key header and "wagate dlq list") or a Cloud API id. An id needs
