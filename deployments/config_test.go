@@ -3,6 +3,9 @@ package deployments
 import (
 	"maps"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,5 +89,32 @@ func TestConfigHelpers(t *testing.T) {
 	c, err := loadConfig(map[string]string{"WAGATE_MAX_ACK_PENDING": "42"})
 	if err != nil || c.MaxAckPending != 42 {
 		t.Errorf("WAGATE_MAX_ACK_PENDING=42: got %d, %v", c.MaxAckPending, err)
+	}
+}
+
+// TestReadmeConfigurationTable checks that the README's configuration table
+// has one row for every variable of internal/config, and no row twice or for
+// a variable that does not exist.
+func TestReadmeConfigurationTable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]int{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `("+config.Prefix+"[A-Z0-9_]+)` \\|").FindAllSubmatch(readme, -1) {
+		rows[string(m[1])]++
+	}
+	for _, v := range config.Vars() {
+		if n := rows[v.Env]; n != 1 {
+			t.Errorf("README configuration table: %d rows for %s, want 1", n, v.Env)
+		}
+	}
+	known := configVars(t)
+	// Read outside internal/config: by wagate send and by internal/failpoint.
+	known[config.Prefix+"SEND_URL"], known[config.Prefix+"FAILPOINTS"] = "", ""
+	for name := range rows {
+		if _, ok := known[name]; !ok {
+			t.Errorf("README configuration table: %s is not a configuration variable", name)
+		}
 	}
 }

@@ -51,7 +51,9 @@ func newDevCmd() *cobra.Command {
 
 The App Secret and verify token come from WAGATE_META_APP_SECRET and
 WAGATE_META_VERIFY_TOKEN, else are generated once and kept in
-<data dir>/secrets.json. When WAGATE_NATS_URL is set, that server is used
+<data dir>/secrets.json. Where it runs (NATS URL, webhook URL, dedupe store)
+is recorded in <data dir>/dev.json, which wagate key, replay, dlq, streams and
+send follow when WAGATE_NATS_URL is unset. When WAGATE_NATS_URL is set, that server is used
 instead of the embedded one; when WAGATE_REDIS_URL is set, Redis is the dedupe
 store. Ctrl-C stops it cleanly.`,
 		Args: cobra.NoArgs,
