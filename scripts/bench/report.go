@@ -359,7 +359,7 @@ func (r *Results) print(w io.Writer) {
 	if wk := r.Worker; wk != nil {
 		fmt.Fprintf(w, "\nWORKER (%d in flight)\n", wk.Worker.Concurrency)
 		fmt.Fprintf(w, "no-op handler (lock, done mark, Ack): %.0f events/s over %d events\n", wk.Worker.EventsPerS, wk.Worker.Events)
-		fmt.Fprintf(w, "bare consumer (AckSync only):              %.0f events/s over %d events\n", wk.Bare.EventsPerS, wk.Bare.Events)
+		fmt.Fprintf(w, "bare consumer (Ack only, as the worker):   %.0f events/s over %d events\n", wk.Bare.EventsPerS, wk.Bare.Events)
 		fmt.Fprintf(w, "worker / bare consumer: %.2f\n", wk.Ratio)
 		fmt.Fprintf(w, "cores used: worker run %s; bare consumer run %s\n", wk.Worker.CPU, wk.Bare.CPU)
 		fmt.Fprintf(w, "CPU per event: worker %s; bare consumer %s\n",

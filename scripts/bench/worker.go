@@ -151,7 +151,9 @@ func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, 
 
 // runBareConsumer drains n events from the stream with the same durable
 // consumer and the same number of messages in flight as the worker, doing
-// nothing but AckSync on each.
+// nothing but Ack on each: the acknowledgement the worker sends after a done
+// mark (no wait for JetStream's answer), so that the two differ only by what
+// the worker adds.
 func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency int, pids map[string]int) (Consume, error) {
 	if err := resetConsumer(ctx, js, sc); err != nil {
 		return Consume{}, err
@@ -182,7 +184,7 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 }
 
 // bareConsume fetches as many messages as it has free slots, as the worker
-// does, and AckSyncs each on its own goroutine.
+// does, and Acks each on its own goroutine, as the worker does.
 func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, first *atomic.Int64) {
 	slots := make(chan struct{}, concurrency)
 	var inflight sync.WaitGroup
@@ -217,9 +219,7 @@ func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, 
 			first.CompareAndSwap(0, time.Now().UnixNano())
 			inflight.Go(func() {
 				defer func() { <-slots }()
-				actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_ = m.DoubleAck(actx)
-				cancel()
+				_ = m.Ack()
 			})
 		}
 		cancel()
