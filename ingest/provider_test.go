@@ -354,9 +354,12 @@ func TestGatewayBadInput(t *testing.T) {
 		title    string
 	}{
 		{messages.ProviderWASender, `{"sessionId":"s"}`, "WASenderApi"},
-		{messages.ProviderEvolution, `{"instance":"shop","data":{}}`, "Evolution API"},
+		// A body with the provider's data (Evolution API's data, WAHA's
+		// payload) but no event name or session is the provider's envelope
+		// and is stored below: only one without it is refused.
+		{messages.ProviderEvolution, `{"instance":"shop"}`, "Evolution API"},
 		{messages.ProviderWASender, `not json`, "WASenderApi"},
-		{messages.ProviderWAHA, `{"event":"message","payload":{}}`, "WAHA"},
+		{messages.ProviderWAHA, `{"event":"message"}`, "WAHA"},
 		{messages.ProviderWAHA, string(body), "WAHA"}, // a WASenderApi body has no session
 	} {
 		if ans := e.answer(c.provider, []byte(c.body), http.StatusBadRequest); ans.Error != "body is not a "+c.title+" webhook" {
@@ -370,6 +373,12 @@ func TestGatewayBadInput(t *testing.T) {
 	// stored, not refused: a 4xx would lose it for good.
 	e.answer(messages.ProviderWASender, []byte(`{"timestamp":1633456789,"data":{"messages":{"key":{"id":"3EB0NOEVENT","fromMe":false,"remoteJid":"15550000009@s.whatsapp.net"},"message":{"conversation":"hi"}}}}`), http.StatusOK)
 	e.answer(messages.ProviderWASender, []byte(`{"event":"messages.upsert","data":{"messages":[{"key":{"fromMe":false,"remoteJid":"x@lid"},"messageTimestamp":1,"message":{"conversation":"no id"}}]}}`), http.StatusOK)
+	// So are an Evolution API body with data but no event name (a WAMessage
+	// by its shape) and WAHA bodies with a payload but no session (read
+	// under "default") or no event name (unknown).
+	e.answer(messages.ProviderEvolution, []byte(`{"instance":"shop","data":{"key":{"id":"3EB0EVONOEVENT","fromMe":false,"remoteJid":"15550000008@s.whatsapp.net"},"message":{"conversation":"hi"}}}`), http.StatusOK)
+	e.answer(messages.ProviderWAHA, []byte(`{"event":"message","payload":{"id":"false_15550000007@c.us_AAAANOSESSION","from":"15550000007@c.us","timestamp":1700000000,"body":"hi"}}`), http.StatusOK)
+	e.answer(messages.ProviderWAHA, []byte(`{"session":"default","payload":{"x":1}}`), http.StatusOK)
 	kinds := map[messages.Kind]int{}
 	fallback := 0
 	for _, m := range e.stored() {
@@ -378,8 +387,8 @@ func TestGatewayBadInput(t *testing.T) {
 			fallback++
 		}
 	}
-	if kinds[messages.KindUnknown] != 2 || kinds[messages.KindMessage] != 2 || fallback != 1 {
-		t.Errorf("stored kinds %v, %d fallbacks; want 2 unknown, 2 messages, 1 with a fallback identity", kinds, fallback)
+	if kinds[messages.KindUnknown] != 3 || kinds[messages.KindMessage] != 4 || fallback != 1 {
+		t.Errorf("stored kinds %v, %d fallbacks; want 3 unknown, 4 messages, 1 with a fallback identity", kinds, fallback)
 	}
 	if n := e.metric("wagate_ingest_fallback_identities_total", "kind", "message"); n != 1 {
 		t.Errorf("fallback identities = %v, want 1", n)

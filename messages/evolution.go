@@ -55,6 +55,11 @@ var evolutionAliases = map[string]string{
 //     <event>, one per element when data is an array;
 //   - any other event name: one KindUnknown event.
 //
+// A body whose "event" is missing, null or not a string but which holds
+// "data" is read too, with event "": each item (data, data.messages, or the
+// elements of either) that holds both "key" and "message" (the shape of a
+// WAMessage) is a KindMessage event, any other a KindUnknown event.
+//
 // Account is the instance name. Context.Field is the event name in its
 // dotted lower-case form. Items are taken from data and never hold the
 // envelope: the envelope's "apikey", the instance's API key, which lets its
@@ -79,8 +84,8 @@ var evolutionAliases = map[string]string{
 // server_url and apikey are not part of any identity.
 //
 // ParseEvolution returns an error wrapping ErrNotWebhook, with the reason,
-// when body is empty, not JSON, not a JSON object, or without a string
-// "event"; no events are returned then. It never panics, its work is linear
+// when body is empty, not JSON, not a JSON object, or has neither a string
+// "event" nor a "data" member; no events are returned then. It never panics, its work is linear
 // in len(body), and it is safe for concurrent use.
 func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 	return parseEvolution(body, receivedAt, 0)
@@ -89,7 +94,7 @@ func ParseEvolution(body []byte, receivedAt time.Time) ([]Event, error) {
 // parseEvolution is ParseEvolution making at most max events (0: no
 // bound); past it, it panics with errTooMany (see ParseMax).
 func parseEvolution(body []byte, receivedAt time.Time, max int) ([]Event, error) {
-	env, event, err := gatewayEnvelope(body, false)
+	env, event, err := gatewayEnvelope(body, "data")
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +129,11 @@ func parseEvolution(body []byte, receivedAt time.Time, max int) ([]Event, error)
 	switch event {
 	case "messages.upsert", "send.message", "messages.set", "messages.edited":
 		e.each(e.messageItems(data), e.message)
+	case "":
+		// No event name: a message by its documented shape (a WAMessage
+		// holds both "key" and "message"; an update, a deletion or a call
+		// does not), anything else unknown.
+		e.each(e.messageItems(data), e.bare)
 	case "messages.update":
 		els, _ := objects(data)
 		e.each(els, e.update)
@@ -202,6 +212,16 @@ func (e evolution) messageItems(data []byte) [][]byte {
 	}
 	els, _ := objects(data)
 	return els
+}
+
+// bare reads one item of a body without an event name: a message when it
+// holds a "key" and a "message", else an unknown event.
+func (e evolution) bare(ms []member, raw []byte) {
+	if lookup(ms, "key") == nil || lookup(ms, "message") == nil {
+		e.unknown(e.event, raw)
+		return
+	}
+	e.message(ms, raw)
 }
 
 // message reads one Baileys WAMessage: key, message, messageType,

@@ -77,7 +77,34 @@ func TestEvolutionEvents(t *testing.T) {
 	if future.Kind != messages.KindUnknown || future.Type != "some.future.event" {
 		t.Errorf("undocumented event %+v", future)
 	}
-	checkNotWebhook(t, messages.ParseEvolution, ``, `[]`, `{"instance":"x","data":{}}`, `{"event":5}`)
+	// A body with data but no event name is Evolution API's envelope and is
+	// kept (TestEvolutionNoEventName): only what holds no data is refused.
+	checkNotWebhook(t, messages.ParseEvolution, ``, `[]`, `{"instance":"x"}`, `{"event":5}`)
+}
+
+// An authenticated body refused is lost for good: one with data but no
+// string event is kept, a WAMessage as a message, anything else as unknown.
+func TestEvolutionNoEventName(t *testing.T) {
+	const msg = `{"key":{"remoteJid":"5511@s.whatsapp.net","fromMe":false,"id":"3EB0AA"},"message":{"conversation":"hi"},"messageTimestamp":1717000000}`
+	for _, ev := range []string{``, `"event":null,`, `"event":5,`} {
+		m := only(t, messages.ParseEvolution, `{`+ev+`"instance":"shop","data":`+msg+`}`)
+		named := only(t, messages.ParseEvolution, evoBody("messages.upsert", msg))
+		if m.Kind != messages.KindMessage || m.ID != "3EB0AA" || m.Account != "shop" || m.Type != "conversation" {
+			t.Errorf("%s: %+v", ev, m)
+		}
+		if named.Key != m.Key {
+			t.Errorf("%s: identity %q, as messages.upsert %q", ev, m.Identity, named.Identity)
+		}
+		u := only(t, messages.ParseEvolution, `{`+ev+`"instance":"i","data":{"key":{"id":"X"},"update":{"status":"READ"}}}`)
+		again := only(t, messages.ParseEvolution, `{`+ev+`"instance":"i","data":{"key":{"id":"X"},"update":{"status":"READ"}}}`)
+		other := only(t, messages.ParseEvolution, `{`+ev+`"instance":"i","data":{"key":{"id":"Y"},"update":{"status":"READ"}}}`)
+		if u.Kind != messages.KindUnknown || u.Account != "i" || u.Key != again.Key || u.Key == other.Key {
+			t.Errorf("%s: unknown %+v; again %q, other %q", ev, u, again.Identity, other.Identity)
+		}
+	}
+	if evs := gparse(t, messages.ParseEvolution, `{"instance":"x","data":{}}`); len(evs) != 1 || evs[0].Kind != messages.KindUnknown {
+		t.Errorf("empty data: %+v", evs)
+	}
 }
 
 // The instance's apikey never reaches an event: items are taken from data,

@@ -199,10 +199,13 @@ type gateway struct {
 }
 
 // gatewayEnvelope checks that body is a JSON object holding a string event,
-// and returns its members and the event. With optional set, a body without
-// an "event" member but with a "data" member is accepted, with event "".
-// Errors wrap ErrNotWebhook.
-func gatewayEnvelope(body []byte, optional bool) (env []member, event string, err error) {
+// and returns its members and the event. A body whose event is missing, null
+// or not a string but which holds the provider's data member (dataName:
+// "data", "payload") is accepted too, with event "": it is the provider's
+// envelope, and refusing an authenticated body loses it for good (the
+// provider stops retrying it, or retries it forever). Errors wrap
+// ErrNotWebhook.
+func gatewayEnvelope(body []byte, dataName string) (env []member, event string, err error) {
 	switch {
 	case len(trimSpace(body)) == 0:
 		return nil, "", notWebhook("empty body")
@@ -214,18 +217,19 @@ func gatewayEnvelope(body []byte, optional bool) (env []member, event string, er
 		return nil, "", notWebhook("body is not a JSON object")
 	}
 	raw := lookup(env, "event")
-	if optional && lookup(env, "data") != nil && (raw == nil || string(trimSpace(raw)) == "null") {
-		// No event name (absent, or null as a serialiser writes an unset
-		// one), but the provider's data: read it.
+	event, ok = decodeString(raw)
+	switch {
+	case ok:
+		return env, event, nil
+	case lookup(env, dataName) != nil:
+		// No event name (absent, null as a serialiser writes an unset one,
+		// or of another type), but the provider's data: read it.
 		return env, "", nil
-	}
-	if raw == nil {
+	case raw == nil:
 		return nil, "", notWebhook(`no "event" member`)
-	}
-	if event, ok = decodeString(raw); !ok {
+	default:
 		return nil, "", notWebhook(`"event" is not a string`)
 	}
-	return env, event, nil
 }
 
 // notWebhook returns an error wrapping ErrNotWebhook with reason.

@@ -94,9 +94,14 @@ var wahaAcks = [...]string{"error", "pending", "server", "device", "read", "play
 // identity, with Fallback set. message and message.any of one message share
 // one identity.
 //
+// A body with a payload but without a string "event" (missing, null or of
+// another type) is one KindUnknown event of Type "" whose item is the
+// payload; one with a payload but without a string "session" is read under
+// the session "default".
+//
 // ParseWAHA returns an error wrapping ErrNotWebhook, with the reason, when
-// body is empty, not JSON, not a JSON object, or without a string "event" or
-// a string "session"; no events are returned then. It never panics, its work
+// body is empty, not JSON, not a JSON object, or has no "payload" and lacks
+// a string "event" or a string "session"; no events are returned then. It never panics, its work
 // is linear in len(body), and it is safe for concurrent use. Items are
 // sub-slices of body, which must not be modified while they are in use.
 func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
@@ -106,13 +111,17 @@ func ParseWAHA(body []byte, receivedAt time.Time) ([]Event, error) {
 // parseWAHA is ParseWAHA making at most max events (0: no bound); past it,
 // it panics with errTooMany (see ParseMax).
 func parseWAHA(body []byte, receivedAt time.Time, max int) ([]Event, error) {
-	env, event, err := gatewayEnvelope(body, false)
+	env, event, err := gatewayEnvelope(body, "payload")
 	if err != nil {
 		return nil, err
 	}
 	session, ok := decodeString(lookup(env, "session"))
 	if !ok {
-		return nil, notWebhook(`no string "session" member`)
+		if lookup(env, "payload") == nil {
+			return nil, notWebhook(`no string "session" member`)
+		}
+		// WAHA's payload without its session name: kept, under "default".
+		session = "default"
 	}
 	g := gateway{provider: ProviderWAHA, event: event, receivedAt: receivedAt, session: session, account: session, body: body, max: max}
 	if md := lookup(env, "metadata"); isObject(md) {
@@ -130,7 +139,10 @@ func parseWAHA(body []byte, receivedAt time.Time, max int) ([]Event, error) {
 	ms, isObj := members(payload)
 	w := waha{gateway: &g}
 	switch {
-	case !isObj && event != "engine.event":
+	case !isObj && event != "engine.event", event == "":
+		// A payload of the wrong shape, or of no event: which of WAHA's
+		// payloads it is cannot be known (a message and its ack share id,
+		// from and fromMe).
 		g.unknown(event, payload)
 	case event == "message" || event == "message.any":
 		w.message(ms, payload)

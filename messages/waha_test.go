@@ -188,10 +188,38 @@ func TestWAHAOtherIDs(t *testing.T) {
 }
 
 func TestParseWAHANotWebhook(t *testing.T) {
+	// A body with a payload but no event or no session is WAHA's envelope
+	// and is kept (TestWAHANoEventOrSession): only what holds no payload is
+	// refused.
 	checkNotWebhook(t, messages.ParseWAHA,
-		``, `not json`, `[]`, `{}`, `{"event":"message"}`, `{"event":"message","session":1,"payload":{}}`,
-		`{"session":"default","payload":{}}`, `{"event":["message"],"session":"default"}`,
+		``, `not json`, `[]`, `{}`, `{"event":"message"}`, `{"event":"message","session":1}`,
+		`{"session":"default"}`, `{"event":["message"],"session":"default"}`,
 	)
+}
+
+// An authenticated body refused is lost for good: one with a payload but no
+// string event is kept as unknown, one without a string session under
+// "default".
+func TestWAHANoEventOrSession(t *testing.T) {
+	const payload = `{"id":"false_15550000001@c.us_AAAA","from":"15550000001@c.us","fromMe":false,"timestamp":1700000000,"body":"hi"}`
+	for _, ev := range []string{``, `"event":null,`, `"event":["message"],`} {
+		u := only(t, messages.ParseWAHA, `{`+ev+`"session":"s","payload":`+payload+`}`)
+		again := only(t, messages.ParseWAHA, `{`+ev+`"session":"s","id":"evt_2","payload":`+payload+`}`)
+		other := only(t, messages.ParseWAHA, `{`+ev+`"session":"s","payload":{"id":"x"}}`)
+		if u.Kind != messages.KindUnknown || u.Account != "s" || string(u.Item) != payload || u.Key != again.Key || u.Key == other.Key {
+			t.Errorf("%s: %+v; again %q, other %q", ev, u, again.Identity, other.Identity)
+		}
+	}
+	for _, session := range []string{``, `"session":null,`, `"session":1,`} {
+		m := only(t, messages.ParseWAHA, `{"event":"message",`+session+`"payload":`+payload+`}`)
+		named := only(t, messages.ParseWAHA, wahaBody("message", "default", "e1", 1, payload))
+		if m.Kind != messages.KindMessage || m.Account != "default" || m.Key != named.Key {
+			t.Errorf("%s: %+v, want %q", session, m, named.Identity)
+		}
+	}
+	if u := only(t, messages.ParseWAHA, `{"payload":{}}`); u.Kind != messages.KindUnknown || u.Account != "default" {
+		t.Errorf("payload alone: %+v", u)
+	}
 }
 
 func TestWAHAUnknownShapes(t *testing.T) {

@@ -21,8 +21,8 @@ var wasenderStatuses = [...]string{"error", "pending", "sent", "delivered", "rea
 // The body is a JSON object with a string "event", a "timestamp" (Unix
 // seconds or milliseconds), an optional "sessionId" and "data"
 // (WASenderApi, "Webhook Setup", wasenderapi.com/api-docs/webhooks/webhook-setup).
-// A body without "event" (or with "event": null) but with "data" (the
-// shape of older examples) is read too: its data as messages when it holds
+// A body without a string "event" (absent, null or of another type) but
+// with "data" (the shape of older examples) is read too: its data as messages when it holds
 // any, else one KindUnknown event. Events, each with the page that defines it (under
 // wasenderapi.com/api-docs/webhooks/):
 //
@@ -118,7 +118,7 @@ func ParseWASender(body []byte, receivedAt time.Time) ([]Event, error) {
 // parseWASender is ParseWASender making at most max events (0: no bound);
 // past it, it panics with errTooMany (see ParseMax).
 func parseWASender(body []byte, receivedAt time.Time, max int) ([]Event, error) {
-	env, event, err := gatewayEnvelope(body, true)
+	env, event, err := gatewayEnvelope(body, "data")
 	if err != nil {
 		return nil, err
 	}

@@ -301,10 +301,26 @@ func TestWASenderSessionHidden(t *testing.T) {
 }
 
 func TestParseWASenderNotWebhook(t *testing.T) {
+	// {"event":1,"data":{}} holds the provider's data: it is kept
+	// (TestWASenderEventNotAString); only what holds no data is refused.
 	checkNotWebhook(t, messages.ParseWASender,
 		``, `  `, `not json`, `{"event":"messages.upsert"`, `[]`, `"messages.upsert"`, `{}`,
-		`{"event":1,"data":{}}`, `{"event":null}`, `{"messages":[]}`,
+		`{"event":1}`, `{"event":null}`, `{"messages":[]}`,
 	)
+}
+
+// A body whose event is not a string but which holds data is read as one
+// without an event, not refused: refusing an authenticated body loses it.
+func TestWASenderEventNotAString(t *testing.T) {
+	const msg = `{"key":{"remoteJid":"15550000001@s.whatsapp.net","fromMe":false,"id":"3EB0AA"},"message":{"conversation":"hi"}}`
+	m := only(t, messages.ParseWASender, `{"event":1,"data":`+msg+`}`)
+	absent := only(t, messages.ParseWASender, `{"data":`+msg+`}`)
+	if m.Kind != messages.KindMessage || m.ID != "3EB0AA" || m.Key != absent.Key {
+		t.Errorf("%+v, want %q", m, absent.Identity)
+	}
+	if u := only(t, messages.ParseWASender, `{"event":1,"data":{}}`); u.Kind != messages.KindUnknown {
+		t.Errorf("empty data: %+v", u)
+	}
 }
 
 // Inside a valid envelope, what wagate cannot read is kept as unknown
