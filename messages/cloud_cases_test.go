@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -680,5 +681,36 @@ func TestParseEchoesAndHistory(t *testing.T) {
 	}
 	if want := messages.Identity("cloud", "message", pn, "smb_message_echoes", "wamid.E2"); echoes[1].Identity != want {
 		t.Errorf("identity %q, want %q", echoes[1].Identity, want)
+	}
+}
+
+// No Cloud API event is Transient, with or without a time of its own: Meta
+// retries for up to 7 days, so items without an id are deduplicated over the
+// whole dedupe horizon (see DefaultRepeatWindow).
+func TestParseCloudNeverTransient(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "meta_*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Cloud API fixtures: %v", err)
+	}
+	timestamp := regexp.MustCompile(`"timestamp"\s*:\s*("[^"]*"|[0-9]+)\s*,?`)
+	for _, path := range files {
+		body, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		untimed := timestamp.ReplaceAll(body, nil)
+		untimed = regexp.MustCompile(`,(\s*})`).ReplaceAll(untimed, []byte("$1"))
+		for _, b := range [][]byte{body, untimed} {
+			evs := parse(t, string(b))
+			for _, ev := range evs {
+				if ev.Transient {
+					t.Errorf("%s: %s event %q is Transient", filepath.Base(path), ev.Kind, ev.Identity)
+				}
+			}
+		}
+	}
+	evs := parse(t, envelope(entry("1", `{"field":"future_field","value":{"x":1}}`)))
+	if len(evs) != 1 || evs[0].Transient {
+		t.Errorf("unknown field: %+v", evs)
 	}
 }

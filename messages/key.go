@@ -65,9 +65,10 @@ func Identity(parts ...string) string {
 // WEBHOOK_RETRY_MAX_DELAY_SECONDS, doc.evolution-api.com/v2/en/configuration/webhooks);
 // WAHA retries per its webhook "retries" setting (policy, delaySeconds,
 // attempts; waha.devlike.pro/docs/how-to/webhooks/), seconds to minutes with
-// its defaults; WASenderApi documents no retry schedule. The Cloud API, which
-// retries for up to 7 days, writes a time on every item wagate can make
-// transient, so its items are transient only when that time is missing.
+// its defaults; WASenderApi documents no retry schedule. No Cloud API item
+// is transient, with or without a time of its own: Meta retries for up to 7
+// days, so its items without an id are deduplicated over the whole dedupe
+// horizon instead (see Parse).
 const DefaultRepeatWindow = time.Hour
 
 // Window ends the identity of every transient event of events with the
