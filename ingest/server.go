@@ -26,6 +26,7 @@ import (
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages"
 )
 
 // Defaults of Config, used where a field is zero.
@@ -475,16 +476,17 @@ func (s *Server) EnsureStreams(ctx context.Context) error {
 }
 
 // checkMaxPayload warns when the NATS server's max_payload is below
-// Config.BodyLimit: an accepted body whose event does not fit is answered
-// 503 on every retry of the provider.
+// messages.MaxEventSize(Config.BodyLimit), the largest event of an accepted
+// body: an accepted body whose event does not fit is answered 503 on every
+// retry of the provider.
 func (s *Server) checkMaxPayload() {
 	nc := s.js.Conn()
 	if nc == nil {
 		return
 	}
-	if mp := nc.MaxPayload(); mp > 0 && mp < s.cfg.BodyLimit {
-		s.log.Warn("ingest: NATS max_payload is below the body limit: a webhook whose event is larger than max_payload is answered 503 on every retry; raise max_payload (up to 64 MB) or lower the body limit",
-			"max_payload", mp, "body_limit", s.cfg.BodyLimit)
+	if mp, need := nc.MaxPayload(), messages.MaxEventSize(s.cfg.BodyLimit); mp > 0 && mp < need {
+		s.log.Warn("ingest: NATS max_payload is below the largest event of a body at the body limit: a webhook whose event is larger than max_payload is answered 503 on every retry; raise max_payload (up to 64 MB) or lower the body limit",
+			"max_payload", mp, "body_limit", s.cfg.BodyLimit, "largest_event", need)
 	}
 }
 

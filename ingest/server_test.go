@@ -18,6 +18,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/testenv"
+	"github.com/wagate/wagate/messages"
 )
 
 // §8: a server with no secret refuses to build unless insecure; invalid
@@ -133,8 +134,8 @@ func TestHandshakeWithoutChallenge(t *testing.T) {
 // such an event names the cause, instead of a routine "publish failed".
 func TestBodyLimitAboveMaxPayload(t *testing.T) {
 	e := newEnv(t, Config{})
-	if mp := e.nc.MaxPayload(); mp >= DefaultBodyLimit {
-		t.Skipf("server max_payload %d already holds the default body limit", mp)
+	if mp := e.nc.MaxPayload(); mp >= messages.MaxEventSize(DefaultBodyLimit) {
+		t.Skipf("server max_payload %d already holds the largest event of the default body limit", mp)
 	}
 	if !strings.Contains(e.logs.String(), "max_payload") {
 		t.Errorf("no start-up warning about max_payload %d below the body limit %d", e.nc.MaxPayload(), DefaultBodyLimit)
@@ -152,6 +153,32 @@ func TestBodyLimitAboveMaxPayload(t *testing.T) {
 	}
 	if !strings.Contains(line, `"level":"ERROR"`) {
 		t.Errorf("no error log naming max_payload for the refused event; logs:\n%s", e.logs.String())
+	}
+}
+
+// The start-up warning holds max_payload to the largest event of a body at
+// the limit (messages.MaxEventSize), not to the body limit: an event carries
+// its body's rest in base64 and strings copied out of it, so a max_payload
+// just above the body limit still refuses the events of the largest bodies.
+func TestMaxPayloadWarningUsesTheLargestEvent(t *testing.T) {
+	e := newEnv(t, Config{})
+	mp := e.nc.MaxPayload()
+	// A body limit max_payload holds, whose largest event it does not.
+	below := newEnv(t, Config{BodyLimit: mp / 2})
+	if messages.MaxEventSize(mp/2) <= mp {
+		t.Fatalf("MaxEventSize(%d) = %d fits max_payload %d", mp/2, messages.MaxEventSize(mp/2), mp)
+	}
+	if !strings.Contains(below.logs.String(), "max_payload") {
+		t.Errorf("body limit %d: no start-up warning about max_payload %d below the largest event %d", mp/2, mp, messages.MaxEventSize(mp/2))
+	}
+	// A body limit whose largest event max_payload holds: no warning.
+	limit := (mp - 64<<10) / 5
+	fits := newEnv(t, Config{BodyLimit: limit})
+	if messages.MaxEventSize(limit) > mp {
+		t.Fatalf("MaxEventSize(%d) = %d above max_payload %d", limit, messages.MaxEventSize(limit), mp)
+	}
+	if strings.Contains(fits.logs.String(), "max_payload") {
+		t.Errorf("body limit %d: warning although max_payload %d holds the largest event %d", limit, mp, messages.MaxEventSize(limit))
 	}
 }
 

@@ -615,3 +615,26 @@ func decodeRaw(r *json.RawMessage, v []byte) bool {
 	*r = append(json.RawMessage(nil), v...)
 	return true
 }
+
+// MaxEventSize is an upper bound, in bytes, on the length of Encode's
+// output for any event parsed from a body of at most bodyLimit bytes: 5 ×
+// bodyLimit + 64 KiB (0 for a bodyLimit ≤ 0). A NATS server storing the
+// events of such bodies needs a max_payload of at least this much, or an
+// accepted webhook is answered 503 on every retry.
+//
+// The worst case is an event whose item is a part I of the body and whose
+// frame holds the rest R = bodyLimit − I in base64 (4/3 R). Besides the
+// item, written as received, an event carries strings decoded from the body
+// and written again: its ID, From, Type and Status (from the item), its
+// Account and Context.Field (from the rest); a byte of invalid UTF-8 decodes
+// to U+FFFD, three bytes, so each copy is at most three times its source,
+// and the raw metadata and contact (from the rest) once. So an event is at
+// most I + 3I + 4/3 R + 3R ≤ 13/3 × bodyLimit bytes of body-derived data;
+// the 5 × gives margin, and the 64 KiB cover the fixed fields, the key and
+// the identity (whose long parts are hashed, see MaxIdentityPart).
+func MaxEventSize(bodyLimit int64) int64 {
+	if bodyLimit <= 0 {
+		return 0
+	}
+	return 5*bodyLimit + 64<<10
+}

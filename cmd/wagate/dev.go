@@ -25,6 +25,7 @@ import (
 	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/internal/redact"
+	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/worker"
 )
 
@@ -235,13 +236,15 @@ func displayAddr(a net.Addr) string {
 }
 
 // embeddedMaxPayload is the embedded server's max_payload for a body limit:
-// room for the event of any body the ingress accepts (its item, the metadata
-// and contact it came with, and the event's own fields), so that no valid
-// webhook is answered 503 on every retry because its event cannot be stored.
-// At least NATS's default of 1 MB, at most 64 MB.
+// room for the event of any body the ingress accepts (messages.MaxEventSize:
+// its item, the strings it copies out of the body and the rest of the body
+// in base64 in its frame), so that no valid webhook is answered 503 on every
+// retry because its event cannot be stored. At least NATS's default of 1 MB,
+// at most 64 MB (NATS's own ceiling: a body limit above about 12.8 MB is not
+// fully covered).
 func embeddedMaxPayload(bodyLimit int64) int32 {
 	const minPayload, maxPayload = 1 << 20, 64 << 20
-	return int32(min(max(2*bodyLimit+64<<10, minPayload), maxPayload))
+	return int32(min(max(messages.MaxEventSize(bodyLimit), minPayload), maxPayload))
 }
 
 // devNATSPort is the embedded NATS server's port when it is free.
