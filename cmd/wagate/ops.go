@@ -51,7 +51,11 @@ func openOps(ctx context.Context, name string, withStore bool) (*ops, error) {
 	o := &ops{cfg: cfg, dev: dev, log: connect.Logger(cfg), sc: connect.Streams(cfg).WithDefaults()}
 	cctx, cancel := context.WithTimeout(ctx, opsConnectTimeout)
 	defer cancel()
-	nc, js, err := connect.NATS(cctx, cfg.NATSURL, name, o.log)
+	auth, err := connect.NATSAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := connect.NATS(cctx, cfg.NATSURL, name, o.log, auth...)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,16 @@ type Config struct {
 	// Connections.
 	RedisURL string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	NATSURL  string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	// Credentials and TLS beyond the URLs, each a file path (empty: unused);
+	// see connect.RedisClient and connect.NATSAuth.
+	RedisTLSCA   string `env:"REDIS_TLS_CA"`   // PEM CA bundle (rediss:// only)
+	RedisTLSCert string `env:"REDIS_TLS_CERT"` // PEM client certificate, with RedisTLSKey
+	RedisTLSKey  string `env:"REDIS_TLS_KEY"`
+	NATSCreds    string `env:"NATS_CREDS"`    // credentials file: user JWT and NKey seed
+	NATSNKey     string `env:"NATS_NKEY"`     // NKey seed file (not with NATSCreds)
+	NATSTLSCA    string `env:"NATS_TLS_CA"`   // PEM CA bundle; any NATS_TLS_* requires TLS
+	NATSTLSCert  string `env:"NATS_TLS_CERT"` // PEM client certificate, with NATSTLSKey
+	NATSTLSKey   string `env:"NATS_TLS_KEY"`
 
 	// Dedupe.
 	DedupeBackend string        `env:"DEDUPE_BACKEND" envDefault:"redis"` // redis | nats | postgres | dynamodb

@@ -56,36 +56,23 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
-// Redis returns a client for url (redis:// or rediss://). go-redis connects
+// Redis returns a client for one node at url (redis:// or rediss://), with
+// wagate's defaults (see RedisClient for every form). go-redis connects
 // lazily; use Ping to check it.
 func Redis(url string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("connect: redis url: %w", err)
 	}
-	opts.ClientName = "wagate"
-	// A Redis that is down must fail a claim fast, so that the ingress's
-	// fail-open or fail-closed policy answers within StoreTimeout instead of
-	// the client retrying dials (default 5 dial retries per command).
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = 1
-	}
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = time.Second
-	}
-	// A Redis that accepts connections but does not answer (stopped,
-	// swapping, behind a partition that drops packets) must not hold a
-	// claim past the caller's deadline (the ingress's StoreTimeout, the
-	// readiness probe's 2 s): apply context deadlines to the socket too,
-	// not only the client's own 3 s read and write timeouts.
-	opts.ContextTimeoutEnabled = true
+	redisDefaults(opts)
 	return redis.NewClient(opts), nil
 }
 
 // NATS connects to url and returns the connection and its JetStream
 // context. It reconnects forever after the first connection; the first
-// connection is retried until ctx is done.
-func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// connection is retried until ctx is done. extra options (NATSAuth's)
+// come after wagate's own.
+func NATS(ctx context.Context, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -102,7 +89,7 @@ func NATS(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect: nats: %w", err)
 	}
@@ -183,7 +170,7 @@ func Store(ctx context.Context, c config.Config, js jetstream.JetStream) (dedupe
 		}
 		return d, func() {}, nil
 	default:
-		rc, err := Redis(c.RedisURL)
+		rc, err := RedisClient(config.Prefix+"REDIS_URL", c.RedisURL, RedisTLS{CA: c.RedisTLSCA, Cert: c.RedisTLSCert, Key: c.RedisTLSKey})
 		if err != nil {
 			return nil, nil, err
 		}

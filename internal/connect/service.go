@@ -57,7 +57,12 @@ func OpenConfig(ctx context.Context, cfg config.Config, name string) (*Service, 
 
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	if s.NC, s.JS, err = NATS(cctx, cfg.NATSURL, name, s.Log); err != nil {
+	auth, err := NATSAuth(cfg)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.NC, s.JS, err = NATS(cctx, cfg.NATSURL, name, s.Log, auth...); err != nil {
 		s.Close()
 		return nil, err
 	}
