@@ -84,6 +84,22 @@ func TestRedisCluster(t *testing.T) {
 	})
 }
 
+// TestRedisClusterThreeMasters runs the contract against a real cluster of
+// three masters (one replica each), where a batch's keys lie on several
+// nodes and a state key and its lock must be on the same one.
+func TestRedisClusterThreeMasters(t *testing.T) {
+	cl := testenv.StartRedisCluster(t)
+	var addrs []string
+	for _, n := range cl.Nodes[:3] {
+		addrs = append(addrs, n.Addr())
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { _ = c.Close() })
+	dedupetest.Run(t, func(t *testing.T, horizon time.Duration) dedupe.Store {
+		return dedupe.NewRedis(c, dedupe.RedisOptions{Horizon: horizon})
+	})
+}
+
 // TestRedisClusterSlots checks that every state key and its lock share a
 // Cluster slot, by asking the server.
 func TestRedisClusterSlots(t *testing.T) {

@@ -198,8 +198,10 @@ func (s *RedisSentinel) URL() string {
 }
 
 // Failover runs SENTINEL FAILOVER on the first Sentinel and waits until
-// every Sentinel names the replica as master, the replica says it is one and
-// the old master replicates from it. Master and Replica are swapped.
+// every Sentinel names the replica as master and the replica says it is one.
+// Master and Replica are swapped. The old master is turned into a replica
+// by the Sentinels some seconds later (after their next INFO of it); it is
+// not waited for.
 func (s *RedisSentinel) Failover() {
 	s.t.Helper()
 	ctx := context.Background()
@@ -217,11 +219,9 @@ func (s *RedisSentinel) Failover() {
 		_ = c.Close()
 	}
 	Eventually(s.t, 30*time.Second, func() bool {
-		newInfo, err1 := s.Replica.Info("replication")
-		oldInfo, err2 := s.Master.Info("replication")
-		return err1 == nil && err2 == nil && strings.Contains(newInfo, "role:master") &&
-			strings.Contains(oldInfo, "role:slave") && strings.Contains(oldInfo, "master_link_status:up")
-	}, "after SENTINEL FAILOVER, %s is not master with %s replicating", s.Replica.Addr(), s.Master.Addr())
+		info, err := s.Replica.Info("replication")
+		return err == nil && strings.Contains(info, "role:master")
+	}, "after SENTINEL FAILOVER, %s is not master", s.Replica.Addr())
 	s.Master, s.Replica = s.Replica, s.Master
 }
 

@@ -209,23 +209,7 @@ type NATS struct {
 // shut down at the end of the test.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{t: t, opts: server.Options{
-		Host:      "127.0.0.1",
-		Port:      FreePort(t),
-		JetStream: true,
-		StoreDir:  t.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	}}
-	n.Start()
-	t.Cleanup(func() {
-		n.Shutdown()
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		n.hold.release()
-		n.hold = nil
-	})
-	return n
+	return newNATS(t, server.Options{})
 }
 
 // ClientURL is the server's nats:// URL; it stays the same across Restart.

@@ -1,0 +1,176 @@
+package connect
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wagate/wagate/internal/testenv"
+)
+
+func TestRedisClientForms(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want string // the client's type
+	}{
+		{"redis://127.0.0.1:6379/0", "*redis.Client"},
+		{"redis://:pw@127.0.0.1:6379/2?dial_timeout=2s&pool_size=20", "*redis.Client"},
+		{"rediss://user:pw@redis.example:6380/0", "*redis.Client"},
+		{"redis://127.0.0.1:26379/0?master_name=mymaster&addr=127.0.0.1:26380&password=pw", "*redis.Client"},
+		{"redis://127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002", "*redis.ClusterClient"},
+		{"rediss://user:pw@127.0.0.1:7000?addr=127.0.0.1:7001", "*redis.ClusterClient"},
+	} {
+		c, err := RedisClient("WAGATE_REDIS_URL", tc.url, RedisTLS{})
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if got := typeName(c); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.url, got, tc.want)
+		}
+		_ = c.Close()
+	}
+}
+
+func typeName(c redis.UniversalClient) string {
+	switch c.(type) {
+	case *redis.Client:
+		return "*redis.Client"
+	case *redis.ClusterClient:
+		return "*redis.ClusterClient"
+	}
+	return "other"
+}
+
+// TestRedisClientErrors checks that every bad URL or TLS setting is an
+// error naming the variable and the accepted forms, never the password.
+func TestRedisClientErrors(t *testing.T) {
+	f := testenv.MakeTLSFiles(t)
+	for _, tc := range []struct {
+		url   string
+		tls   RedisTLS
+		wants []string
+	}{
+		{"http://u:s3cret@host:6379", RedisTLS{}, []string{"WAGATE_REDIS_URL", `scheme "http"`, "master_name=", "addr="}},
+		{"redis://u:s3cret@host:6379/0?bogus=1", RedisTLS{}, []string{"WAGATE_REDIS_URL", "bogus"}},
+		{"redis://u:s3cret@host:26379/0?master_name=m&password=s3cret&bogus=1", RedisTLS{}, []string{"WAGATE_REDIS_URL", "bogus"}},
+		{"redis://u:s3cret@host:7000?addr=host:7001&bogus=1", RedisTLS{}, []string{"WAGATE_REDIS_URL", "bogus"}},
+		{"redis://u:s3cret@host:7000?addr=nocolon", RedisTLS{}, []string{"WAGATE_REDIS_URL", "nocolon"}},
+		{"redis://u:s3cret@ho st:6379", RedisTLS{}, []string{"WAGATE_REDIS_URL is not a URL"}},
+		{"redis://u:s3cret@host:6379", RedisTLS{CA: f.CA}, []string{"WAGATE_REDIS_TLS_*", "rediss://"}},
+		{"rediss://u:s3cret@host:6379", RedisTLS{CA: "/nonexistent/ca.pem"}, []string{"WAGATE_REDIS_TLS_CA", "/nonexistent/ca.pem"}},
+		{"rediss://u:s3cret@host:6379", RedisTLS{CA: f.ClientKey}, []string{"WAGATE_REDIS_TLS_CA", "no PEM certificate"}},
+		{"rediss://u:s3cret@host:6379", RedisTLS{Cert: f.ClientCert}, []string{"WAGATE_REDIS_TLS_CERT", "WAGATE_REDIS_TLS_KEY", "both"}},
+		{"rediss://u:s3cret@host:6379", RedisTLS{Cert: f.ClientCert, Key: f.ServerCert}, []string{"WAGATE_REDIS_TLS_CERT", "WAGATE_REDIS_TLS_KEY"}},
+	} {
+		c, err := RedisClient("WAGATE_REDIS_URL", tc.url, tc.tls)
+		if err == nil {
+			_ = c.Close()
+			t.Errorf("%s %+v: no error", tc.url, tc.tls)
+			continue
+		}
+		msg := err.Error()
+		for _, w := range tc.wants {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s %+v: error %q lacks %q", tc.url, tc.tls, msg, w)
+			}
+		}
+		if strings.Contains(msg, "s3cret") {
+			t.Errorf("%s: error %q shows the password", tc.url, msg)
+		}
+	}
+}
+
+// TestRedisClientCluster connects through the Cluster URL form to a real
+// three-master cluster and writes keys of every master's slots.
+func TestRedisClientCluster(t *testing.T) {
+	cl := testenv.StartRedisCluster(t)
+	c, err := RedisClient("WAGATE_REDIS_URL", cl.URL(), RedisTLS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("client %T, want *redis.ClusterClient", c)
+	}
+	ctx := context.Background()
+	for i := range 30 {
+		k := "k" + strings.Repeat("x", i)
+		if err := cc.Set(ctx, k, i, time.Minute).Err(); err != nil {
+			t.Fatalf("SET %s: %v", k, err)
+		}
+	}
+	var masters atomic.Int32 // ForEachMaster calls fn concurrently
+	err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		if err == nil && n > 0 {
+			masters.Add(1)
+		}
+		return err
+	})
+	if err != nil || masters.Load() != 3 {
+		t.Errorf("keys on %d masters (%v), want 3", masters.Load(), err)
+	}
+}
+
+// TestRedisClientSentinel connects through the Sentinel URL form, fails the
+// master over and checks the client writes to the new master.
+func TestRedisClientSentinel(t *testing.T) {
+	s := testenv.StartRedisSentinel(t)
+	c, err := RedisClient("WAGATE_REDIS_URL", s.URL(), RedisTLS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Set(ctx, "before", 1, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	oldMaster := s.Master
+	s.Failover()
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return c.Set(ctx, "after", 2, time.Minute).Err() == nil
+	}, "no write through the Sentinel client after the failover")
+	if v, err := s.Master.Command("GET", "after"); err != nil || v != "2" {
+		t.Errorf("GET after on the new master %s: %v %v, want 2", s.Master.Addr(), v, err)
+	}
+	if s.Master == oldMaster {
+		t.Error("Failover did not swap the master")
+	}
+}
+
+// TestRedisTLS connects to a real redis-server's --tls-port that requires a
+// client certificate: with the CA and the certificate it works; without the
+// certificate, or with a CA that did not sign the server's, it does not.
+func TestRedisTLS(t *testing.T) {
+	f := testenv.MakeTLSFiles(t)
+	_, url := testenv.StartRedisTLS(t, f)
+	ping := func(files RedisTLS) error {
+		c, err := RedisClient("WAGATE_REDIS_URL", url, files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err()
+	}
+	if err := ping(RedisTLS{CA: f.CA, Cert: f.ClientCert, Key: f.ClientKey}); err != nil {
+		t.Fatalf("PING over TLS with CA and client certificate: %v", err)
+	}
+	if err := ping(RedisTLS{CA: f.CA}); err == nil {
+		t.Error("PING without a client certificate succeeded; the server requires one")
+	}
+	if err := ping(RedisTLS{CA: f.OtherCA, Cert: f.ClientCert, Key: f.ClientKey}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("PING with the wrong CA: %v, want a certificate error", err)
+	}
+	// The plain redis:// URL of a TLS port is refused when TLS files are set.
+	if _, err := RedisClient("WAGATE_REDIS_URL", strings.Replace(url, "rediss://", "redis://", 1), RedisTLS{CA: f.CA}); err == nil {
+		t.Error("redis:// with WAGATE_REDIS_TLS_CA: no error")
+	}
+}
