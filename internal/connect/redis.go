@@ -196,8 +196,19 @@ func redisFailoverDefaults(o *redis.FailoverOptions) {
 	o.ContextTimeoutEnabled = true
 }
 
+// redisClusterReload is how stale a Cluster client's slot map may get.
+// go-redis reloads it at once on a MOVED or ASK answer, but not when a
+// master stops answering: after an unplanned failover its default (60 s)
+// kept sending that master's keys to the dead node for a minute (measured in
+// cmd's TestEndToEndRedisCluster). The reload is one CLUSTER SLOTS per
+// interval, only while commands flow.
+const redisClusterReload = time.Second
+
 func redisClusterDefaults(o *redis.ClusterOptions) {
 	o.ClientName = redisClientName
+	if o.ClusterStateReloadInterval == 0 {
+		o.ClusterStateReloadInterval = redisClusterReload
+	}
 	if o.DialerRetries == 0 {
 		o.DialerRetries = redisDialerRetries
 	}

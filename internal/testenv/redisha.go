@@ -35,8 +35,10 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	addrs := make([]string, 6)
 	for i := range addrs {
 		// A short node timeout makes a failover take about a second.
+		// The cluster bus port is set apart: the default, port+10000, may
+		// be taken or past 65535.
 		n := StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000")
+			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t)))
 		c.Nodes = append(c.Nodes, n)
 		addrs[i] = n.Addr()
 	}
@@ -121,13 +123,45 @@ func (c *RedisCluster) Failover() *Redis {
 	return r
 }
 
+// KillMaster kills (SIGKILL) a master that has a running replica, as a
+// crashed host would, and waits until the replica has taken over its slots
+// and the cluster is ok again. Writes the master acknowledged but had not yet
+// sent to its replica are lost, as in production. It returns the killed
+// node, which stays down.
+func (c *RedisCluster) KillMaster() *Redis {
+	c.t.Helper()
+	for _, r := range c.Nodes {
+		info, err := r.Info("replication")
+		if err != nil || !strings.Contains(info, "role:slave") || !strings.Contains(info, "master_link_status:up") {
+			continue
+		}
+		var master *Redis
+		for _, m := range c.Nodes {
+			if m.Running() && strings.Contains(info, "master_port:"+strconv.Itoa(m.port)+"\r\n") {
+				master = m
+			}
+		}
+		if master == nil {
+			continue
+		}
+		master.Stop()
+		Eventually(c.t, 30*time.Second, func() bool {
+			info, err := r.Info("replication")
+			return err == nil && strings.Contains(info, "role:master")
+		}, "replica %s never took over from the killed master %s", r.Addr(), master.Addr())
+		c.WaitHealthy()
+		return master
+	}
+	c.t.Fatal("testenv: no master with a running replica in the redis cluster")
+	return nil
+}
+
 // RedisSentinel is a Sentinel setup of private processes on loopback ports:
-// one master, one replica and three Sentinels (quorum 2) monitoring it as
+// one master, two replicas and three Sentinels (quorum 2) monitoring it as
 // MasterName.
 type RedisSentinel struct {
 	t         testing.TB
-	Master    *Redis // the node started as master; a replica after Failover
-	Replica   *Redis // the node started as replica; the master after Failover
+	Nodes     []*Redis // the master first, as started; roles change on failover
 	Sentinels []*sentinel
 }
 
@@ -141,19 +175,27 @@ type sentinel struct {
 
 func (s *sentinel) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// StartRedisSentinel starts a master, a replica of it and three Sentinels
-// (`redis-server sentinel.conf --sentinel`), and waits until the replica is
-// in sync and every Sentinel knows the replica and the other Sentinels. All
-// are stopped at the end of the test.
+func (s *sentinel) client() *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: s.addr(), MaxRetries: -1})
+}
+
+// StartRedisSentinel starts a master, two replicas of it and three Sentinels
+// (`redis-server sentinel.conf --sentinel`), and waits until the replicas are
+// in sync and every Sentinel knows both and the other Sentinels. All are
+// stopped at the end of the test.
 func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	t.Helper()
 	s := &RedisSentinel{t: t}
-	s.Master = StartRedis(t)
-	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.port))
-	Eventually(t, 20*time.Second, func() bool {
-		info, err := s.Replica.Info("replication")
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, "replica %s never synced with %s", s.Replica.Addr(), s.Master.Addr())
+	master := StartRedis(t)
+	s.Nodes = []*Redis{master,
+		StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port)),
+		StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))}
+	for _, r := range s.Nodes[1:] {
+		Eventually(t, 20*time.Second, func() bool {
+			info, err := r.Info("replication")
+			return err == nil && strings.Contains(info, "master_link_status:up")
+		}, "replica %s never synced with %s", r.Addr(), master.Addr())
+	}
 	for range 3 {
 		dir := t.TempDir()
 		port := FreePort(t)
@@ -162,7 +204,7 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 			"sentinel monitor %s 127.0.0.1 %d 2\n"+
 			"sentinel down-after-milliseconds %s 1000\n"+
 			"sentinel failover-timeout %s 10000\n",
-			port, dir, filepath.Join(dir, "sentinel.log"), MasterName, s.Master.port, MasterName, MasterName)
+			port, dir, filepath.Join(dir, "sentinel.log"), MasterName, master.port, MasterName, MasterName)
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -170,21 +212,25 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 		if err := cmd.Start(); err != nil {
 			unavailable(t, "start redis-server --sentinel: %v", err)
 		}
-		sn := &sentinel{port: port, cmd: cmd}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		s.Sentinels = append(s.Sentinels, sn)
+		s.Sentinels = append(s.Sentinels, &sentinel{port: port, cmd: cmd})
 	}
 	ctx := context.Background()
 	for _, sn := range s.Sentinels {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: sn.addr(), MaxRetries: -1})
+		sc := sn.client()
 		Eventually(t, 30*time.Second, func() bool {
 			replicas, err := sc.Replicas(ctx, MasterName).Result()
-			if err != nil || len(replicas) != 1 || strings.Contains(replicas[0]["flags"], "down") {
+			if err != nil || len(replicas) != 2 {
 				return false
+			}
+			for _, r := range replicas {
+				if strings.Contains(r["flags"], "down") {
+					return false
+				}
 			}
 			sentinels, err := sc.Sentinels(ctx, MasterName).Result()
 			return err == nil && len(sentinels) == 2
-		}, "sentinel %s never saw the replica and the other sentinels", sn.addr())
+		}, "sentinel %s never saw both replicas and the other sentinels", sn.addr())
 		_ = sc.Close()
 	}
 	return s
@@ -197,35 +243,83 @@ func (s *RedisSentinel) URL() string {
 		s.Sentinels[0].addr(), MasterName, s.Sentinels[1].addr(), s.Sentinels[2].addr())
 }
 
-// Failover runs SENTINEL FAILOVER on the first Sentinel and waits until
-// every Sentinel names the replica as master and the replica says it is one.
-// Master and Replica are swapped. The old master is turned into a replica
-// by the Sentinels some seconds later (after their next INFO of it); it is
-// not waited for.
-func (s *RedisSentinel) Failover() {
+// Master returns the node the first Sentinel names as master.
+func (s *RedisSentinel) Master() *Redis {
 	s.t.Helper()
-	ctx := context.Background()
-	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].addr(), MaxRetries: -1})
+	sc := s.Sentinels[0].client()
 	defer sc.Close()
-	if err := sc.Failover(ctx, MasterName).Err(); err != nil {
-		s.t.Fatalf("testenv: SENTINEL FAILOVER %s: %v", MasterName, err)
+	addr, err := sc.GetMasterAddrByName(context.Background(), MasterName).Result()
+	if err != nil || len(addr) != 2 {
+		s.t.Fatalf("testenv: SENTINEL GET-MASTER-ADDR-BY-NAME: %v %v", addr, err)
 	}
-	for _, sn := range s.Sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: sn.addr(), MaxRetries: -1})
-		Eventually(s.t, 30*time.Second, func() bool {
-			addr, err := c.GetMasterAddrByName(ctx, MasterName).Result()
-			return err == nil && len(addr) == 2 && net2(addr) == s.Replica.Addr()
-		}, "sentinel %s never switched to %s", sn.addr(), s.Replica.Addr())
-		_ = c.Close()
+	for _, n := range s.Nodes {
+		if n.Addr() == addr[0]+":"+addr[1] {
+			return n
+		}
 	}
-	Eventually(s.t, 30*time.Second, func() bool {
-		info, err := s.Replica.Info("replication")
-		return err == nil && strings.Contains(info, "role:master")
-	}, "after SENTINEL FAILOVER, %s is not master", s.Replica.Addr())
-	s.Master, s.Replica = s.Replica, s.Master
+	s.t.Fatalf("testenv: sentinel names %v as master, not one of the nodes", addr)
+	return nil
 }
 
-func net2(hostPort []string) string { return hostPort[0] + ":" + hostPort[1] }
+// waitNewMaster waits until every Sentinel names a master other than old
+// and that node says it is one; it returns it.
+func (s *RedisSentinel) waitNewMaster(old *Redis, after string) *Redis {
+	s.t.Helper()
+	ctx := context.Background()
+	for _, sn := range s.Sentinels {
+		sc := sn.client()
+		Eventually(s.t, 30*time.Second, func() bool {
+			addr, err := sc.GetMasterAddrByName(ctx, MasterName).Result()
+			return err == nil && len(addr) == 2 && addr[0]+":"+addr[1] != old.Addr()
+		}, "sentinel %s still names %s as master after %s", sn.addr(), old.Addr(), after)
+		_ = sc.Close()
+	}
+	m := s.Master()
+	Eventually(s.t, 30*time.Second, func() bool {
+		info, err := m.Info("replication")
+		return err == nil && strings.Contains(info, "role:master")
+	}, "after %s, %s is not master", after, m.Addr())
+	return m
+}
+
+// Failover runs SENTINEL FAILOVER on the first Sentinel and waits until
+// every Sentinel names a replica as master and that replica says it is one;
+// it returns the new master. The old master is turned into a replica by the
+// Sentinels some seconds later (after their next INFO of it); it is not
+// waited for.
+func (s *RedisSentinel) Failover() *Redis {
+	s.t.Helper()
+	old := s.Master()
+	sc := s.Sentinels[0].client()
+	defer sc.Close()
+	if err := sc.Failover(context.Background(), MasterName).Err(); err != nil {
+		s.t.Fatalf("testenv: SENTINEL FAILOVER %s: %v", MasterName, err)
+	}
+	return s.waitNewMaster(old, "SENTINEL FAILOVER")
+}
+
+// KillMaster waits until a replica is in sync with the current master, then
+// kills the master (SIGKILL), as a crashed host would, and waits until the
+// Sentinels have agreed it is down and promoted a replica. Writes the
+// master acknowledged but had not yet sent to a replica are lost, as in
+// production. It returns the killed node, which stays down.
+func (s *RedisSentinel) KillMaster() *Redis {
+	s.t.Helper()
+	old := s.Master()
+	Eventually(s.t, 30*time.Second, func() bool {
+		for _, n := range s.Nodes {
+			info, err := n.Info("replication")
+			if err == nil && strings.Contains(info, "master_port:"+strconv.Itoa(old.port)+"\r\n") &&
+				strings.Contains(info, "master_link_status:up") {
+				return true
+			}
+		}
+		return false
+	}, "no replica in sync with master %s", old.Addr())
+	old.Stop()
+	s.waitNewMaster(old, "killing the master")
+	return old
+}
 
 // Running reports whether the server process is running (not Stopped).
 func (r *Redis) Running() bool {
