@@ -58,11 +58,11 @@ func RedisClient(name, rawURL string, tlsFiles RedisTLS) (redis.UniversalClient,
 		return nil, fmt.Errorf("connect: %s is not a URL (%v); want %s", name, err, redisForms)
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("connect: %s=%s: scheme %q; want %s", name, redactRedisURL(rawURL), u.Scheme, redisForms)
+		return nil, fmt.Errorf("connect: %s=%s: scheme %q; want %s", name, RedactURL(rawURL), u.Scheme, redisForms)
 	}
 	q := u.Query()
 	bad := func(err error) error {
-		return fmt.Errorf("connect: %s=%s: %v; want %s", name, redactRedisURL(rawURL), err, redisForms)
+		return fmt.Errorf("connect: %s=%s: %v; want %s", name, RedactURL(rawURL), err, redisForms)
 	}
 	switch {
 	case q.Has("master_name"):
@@ -96,22 +96,6 @@ func RedisClient(name, rawURL string, tlsFiles RedisTLS) (redis.UniversalClient,
 		}
 		return redis.NewClient(opts), nil
 	}
-}
-
-// redactRedisURL is RedactURL that also hides the master's password of a
-// Sentinel URL, which is a query parameter.
-func redactRedisURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.RawQuery != "" {
-		q := u.Query()
-		for _, k := range []string{"password", "sentinel_password"} {
-			if q.Has(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-		s = u.String()
-	}
-	return RedactURL(s)
 }
 
 // redisTLS completes cfg, go-redis's TLS configuration from a rediss:// URL

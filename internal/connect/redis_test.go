@@ -211,3 +211,19 @@ func TestRedisTLS(t *testing.T) {
 		t.Error("redis:// with WAGATE_REDIS_TLS_CA: no error")
 	}
 }
+
+// TestRedactURLQueryPassword checks that a Sentinel URL's master password,
+// a query parameter, is hidden like the one before '@'.
+func TestRedactURLQueryPassword(t *testing.T) {
+	got := RedactURL("redis://u:s3cret@sentinel1:26379/0?master_name=m&addr=sentinel2:26379&password=m4ster&sentinel_password=t0psecret")
+	for _, secret := range []string{"s3cret", "m4ster", "t0psecret"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("RedactURL: %q shows %q", got, secret)
+		}
+	}
+	for _, kept := range []string{"sentinel1:26379", "master_name="} {
+		if !strings.Contains(got, kept) {
+			t.Errorf("RedactURL: %q lacks %q", got, kept)
+		}
+	}
+}
