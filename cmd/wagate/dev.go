@@ -79,7 +79,14 @@ func runDev(ctx context.Context, out io.Writer) error {
 	logging.Std(log)
 
 	natsURL, natsMoved := cfg.NATSURL, false
+	// An outside NATS takes the credentials and TLS settings; the embedded
+	// one needs none.
+	natsAuth, err := connect.NATSAuth(cfg)
+	if err != nil {
+		return err
+	}
 	if _, set := os.LookupEnv("WAGATE_NATS_URL"); !set {
+		natsAuth = nil
 		ns, moved, err := startEmbeddedNATS(filepath.Join(cfg.DataDir, "nats"), embeddedMaxPayload(cfg.BodyLimit))
 		if err != nil {
 			return err
@@ -106,7 +113,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, js, err := connect.NATS(cctx, natsURL, "wagate-dev", log)
+	nc, js, err := connect.NATS(cctx, natsURL, "wagate-dev", log, natsAuth...)
 	if err != nil {
 		return err
 	}
