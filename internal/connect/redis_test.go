@@ -3,7 +3,6 @@ package connect
 import (
 	"context"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,69 +115,6 @@ func TestRedisClientErrors(t *testing.T) {
 			t.Errorf("%s: error %q shows the password", tc.url, msg)
 		}
 	}
-}
-
-// TestRedisClientCluster connects through the Cluster URL form to a real
-// three-master cluster and writes keys of every master's slots.
-func TestRedisClientCluster(t *testing.T) {
-	cl := testenv.StartRedisCluster(t)
-	c, err := RedisClient("WAGATE_REDIS_URL", cl.URL(), RedisTLS{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cc, ok := c.(*redis.ClusterClient)
-	if !ok {
-		t.Fatalf("client %T, want *redis.ClusterClient", c)
-	}
-	ctx := context.Background()
-	for i := range 30 {
-		k := "k" + strings.Repeat("x", i)
-		if err := cc.Set(ctx, k, i, time.Minute).Err(); err != nil {
-			t.Fatalf("SET %s: %v", k, err)
-		}
-	}
-	var masters atomic.Int32 // ForEachMaster calls fn concurrently
-	err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		n, err := m.DBSize(ctx).Result()
-		if err == nil && n > 0 {
-			masters.Add(1)
-		}
-		return err
-	})
-	if err != nil || masters.Load() != 3 {
-		t.Errorf("keys on %d masters (%v), want 3", masters.Load(), err)
-	}
-}
-
-// TestRedisClientSentinel connects through the Sentinel URL form, fails the
-// master over and checks the client writes to the new master.
-func TestRedisClientSentinel(t *testing.T) {
-	s := testenv.StartRedisSentinel(t)
-	c, err := RedisClient("WAGATE_REDIS_URL", s.URL(), RedisTLS{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	if err := c.Set(ctx, "before", 1, time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	oldMaster := s.Master()
-	newMaster := s.Failover()
-	if newMaster == oldMaster {
-		t.Fatal("SENTINEL FAILOVER kept the master")
-	}
-	// SENTINEL FAILOVER does not wait for the old master to stop taking
-	// writes: a write may still land there (and be lost) until the client
-	// hears of the switch. Poll until writes reach the new master.
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		if c.Set(ctx, "after", 2, time.Minute).Err() != nil {
-			return false
-		}
-		v, err := newMaster.Command("GET", "after")
-		return err == nil && v == "2"
-	}, "writes through the Sentinel client never reached the new master %s", newMaster.Addr())
 }
 
 // TestRedisTLS connects to a real redis-server's --tls-port that requires a
