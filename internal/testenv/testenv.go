@@ -7,6 +7,13 @@
 // from the nats-server/v2 module. When none can be had the test is skipped,
 // except under CI=true, where it fails: CI never skips a test for want of a
 // server.
+//
+// For deployments beyond one node, StartRedisCluster and StartRedisSentinel
+// run a 3-master Redis Cluster and a Sentinel setup from redis-server (and
+// redis-cli) on loopback, with planned and unplanned failovers;
+// MakeTLSFiles, StartRedisTLS, StartNATSSecure and StartNATSNKey run servers
+// that require TLS with client certificates, an operator-signed account or
+// an NKey.
 package testenv
 
 import (
