@@ -54,6 +54,19 @@ func TestEndToEndRedisSentinel(t *testing.T) {
 		failover{name: "kill the master", run: func() { sentinel.KillMaster() }, lossy: true})
 }
 
+// startIngress starts the ingress with env on free loopback ports for its
+// webhooks and its admin endpoints, waits until it is ready and returns its
+// webhook base URL.
+func startIngress(t *testing.T, dir string, env []string) string {
+	t.Helper()
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
+	start(t, filepath.Join(dir, "ingress"), "ingress", append(env,
+		fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort))...)
+	waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
 // failover is one change of Redis master run while traffic flows.
 type failover struct {
 	name string
@@ -126,10 +139,7 @@ func failoverUnderTraffic(t *testing.T, redisURL string, failovers ...failover) 
 		"WAGATE_META_APP_SECRET=" + shutdownSecret,
 		"WAGATE_LOG_LEVEL=debug",
 	}
-	port := testenv.FreePort(t)
-	start(t, filepath.Join(dir, "ingress"), "ingress", append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitReady(t, base+"/readyz")
+	base := startIngress(t, dir, common)
 	wport := testenv.FreePort(t)
 	start(t, filepath.Join(dir, "worker"), "worker", append(common,
 		"WAGATE_HANDLER=forward",

@@ -49,10 +49,7 @@ func TestEndToEndTLSAndCredentials(t *testing.T) {
 		"WAGATE_NATS_TLS_KEY=" + f.ClientKey,
 		"WAGATE_META_APP_SECRET=" + shutdownSecret,
 	}
-	port := testenv.FreePort(t)
-	start(t, filepath.Join(dir, "ingress"), "ingress", append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitReady(t, base+"/readyz")
+	base := startIngress(t, dir, common)
 	wport := testenv.FreePort(t)
 	start(t, filepath.Join(dir, "worker"), "worker", append(common,
 		"WAGATE_HANDLER=forward",
