@@ -12,7 +12,7 @@ import (
 
 // FuzzParse checks that Parse never panics and that whatever it accepts makes
 // well-formed events: keys of KeyLen, items that are JSON and parts of the
-// body, subjects of five safe tokens, and a lossless Encode/Decode round trip.
+// body, subjects of six safe tokens, and a lossless Encode/Decode round trip.
 // Run: go test -run '^$' -fuzz FuzzParse -fuzztime 60s ./messages/
 func FuzzParse(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))

@@ -66,6 +66,7 @@ func (p *cloudParser) item(kind Kind, dir string, isStatus bool, at *placement, 
 		}
 	}
 	ev.Context.Contact = contacts.match(ev.From)
+	ev.Conversation = cloudConversation(ev.Account, ms, ev.From)
 	if !usable {
 		ev.Fallback = true
 		ev.Identity = fallbackIdentity(&ev)

@@ -242,8 +242,8 @@ func checkEvents(t testing.TB, body []byte, evs []messages.Event) {
 		}
 		subject := messages.Subject(ev)
 		tokens := strings.Split(subject, ".")
-		if len(tokens) != 5 {
-			t.Fatalf("event %d: subject %q has %d tokens, want 5", i, subject, len(tokens))
+		if len(tokens) != 6 {
+			t.Fatalf("event %d: subject %q has %d tokens, want 6", i, subject, len(tokens))
 		}
 		for _, tok := range tokens {
 			if !subjectToken.MatchString(tok) {

@@ -59,6 +59,10 @@ type Event struct {
 	// when the item has none.
 	// For a gateway, the other party, as a phone number when known.
 	From string `json:"from"`
+	// Conversation is the business number plus the other party: the unit of
+	// order (see the package documentation on conversations). Empty for an
+	// event of no conversation (a field change, an error, an unknown item).
+	Conversation string `json:"conversation,omitempty"`
 	// Timestamp is the provider's time of the item, in Unix seconds; 0 when
 	// the item has none or it is malformed. Meta writes it as a string of
 	// digits; a JSON number is accepted too.

@@ -275,6 +275,7 @@ func (g *gateway) newEvent(kind Kind, raw []byte) Event {
 // target and text) follow the id in its identity.
 func (g *gateway) message(ev Event, k msgKey, extra ...string) {
 	ev.Kind = KindMessage
+	ev.Conversation = gatewayConversation(g.provider, g.session, k.chat, ev.From)
 	if k.fromMe {
 		ev.Direction = "outbound"
 	}
@@ -310,6 +311,7 @@ func reactionParts(message []byte) []string {
 // status without a value gets a fallback identity.
 func (g *gateway) status(ev Event, k msgKey, extra ...string) {
 	ev.Kind = KindStatus
+	ev.Conversation = gatewayConversation(g.provider, g.session, k.chat, ev.From)
 	if !k.idOK || ev.Status == "" {
 		g.fallback(ev, k.own)
 		return

@@ -1,0 +1,94 @@
+package messages
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// A conversation is the business number plus the other party: the unit in
+// which wagate's workers keep order when asked to (WAGATE_ORDER=conversation).
+// Event.Conversation names it; per provider:
+//
+//   - Cloud API: the phone_number_id (Event.Account) and, for a message, an
+//     echo, a history message, a status or a call, the user's wa_id (the
+//     message's "from", the echo's "to", the status's "recipient_id"); for a
+//     group message the group's "group_id", and for a status of a group
+//     message its "recipient_id", which is the group id there
+//     ("recipient_type": "group"; Meta, "Webhooks for Groups API").
+//     <account>|group:<group id> or <account>|user:<wa_id>.
+//   - Gateways (WASenderApi, WAHA, Evolution API): the session and the chat.
+//     A group, broadcast or newsletter chat is named by its address
+//     (…@g.us, …@broadcast, …@newsletter); a one-to-one chat by the other
+//     party's phone number when the gateway gives it (Event.From), else by
+//     the chat's address as written.
+//     <session>|chat:<group address> or <session>|user:<phone or address>.
+//
+// Field changes, value-level errors and unknown items belong to no
+// conversation: their Conversation is empty and they are never held for
+// order.
+//
+// A one-to-one gateway chat that a gateway names only by a LID (…@lid) in one
+// delivery and by a phone number in another counts as two conversations
+// where the gateway gives no phone number: order holds within each.
+
+// groupConversation and userConversation start the party part of a
+// conversation.
+const (
+	groupConversation = "group:"
+	chatConversation  = "chat:"
+	userConversation  = "user:"
+)
+
+// conversationOf joins a business account and a party into a conversation;
+// empty when the party is.
+func conversationOf(provider, account, party string) string {
+	if party == "" {
+		return ""
+	}
+	return provider + "|" + account + "|" + party
+}
+
+// cloudConversation returns the conversation of a Cloud API item: the group
+// when the item names one (group_id, or a status whose recipient_type is
+// "group"), else the user (Event.From).
+func cloudConversation(account string, ms []member, from string) string {
+	if gid := stringOf(lookup(ms, "group_id")); gid != "" {
+		return conversationOf(ProviderCloud, account, groupConversation+gid)
+	}
+	if from == "" {
+		return ""
+	}
+	if stringOf(lookup(ms, "recipient_type")) == "group" {
+		return conversationOf(ProviderCloud, account, groupConversation+from)
+	}
+	return conversationOf(ProviderCloud, account, userConversation+from)
+}
+
+// gatewayConversation returns the conversation of a gateway message or status
+// in chat (its address as written) with the other party from.
+func gatewayConversation(provider, session, chat, from string) string {
+	if c := stableChat(chat); c != chatDirect {
+		return conversationOf(provider, session, chatConversation+c)
+	}
+	if from != "" {
+		return conversationOf(provider, session, userConversation+from)
+	}
+	if chat = strings.ToLower(strings.TrimSpace(chat)); chat != "" {
+		return conversationOf(provider, session, userConversation+chat)
+	}
+	return ""
+}
+
+// ConversationToken returns the subject token that stands for ev's
+// conversation: "c" and the first 64 bits of the SHA-256 of
+// Event.Conversation in hex, or "_" when the event belongs to no
+// conversation. Phone numbers and group ids never appear in a subject as
+// they are.
+func ConversationToken(ev Event) string {
+	if ev.Conversation == "" {
+		return "_"
+	}
+	sum := sha256.Sum256([]byte(ev.Conversation))
+	return "c" + hex.EncodeToString(sum[:8])
+}
