@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,8 +169,11 @@ func (o replayOptions) selection(now time.Time) (replaySelection, error) {
 		sel.keys[key] = true
 	}
 	if o.subject == "" && len(o.keys) == 0 && len(o.wamids) > 0 {
-		// Every wamid lives on the subject of its provider, kind and account.
-		sel.r.subject = messages.Subject(messages.Event{Provider: messages.ProviderCloud, Kind: messages.Kind(o.ref.kind), Account: o.ref.account})
+		// Every wamid lives on the subjects of its provider, kind and
+		// account: with a conversation token, or without one (events stored
+		// before subjects carried it).
+		account := strings.TrimSuffix(messages.Subject(messages.Event{Provider: messages.ProviderCloud, Kind: messages.Kind(o.ref.kind), Account: o.ref.account}), "._")
+		sel.r.subjects = []string{account, account + ".*"}
 	}
 	if !o.all && o.since == "" && o.until == "" && o.fromSeq == 0 && o.toSeq == 0 && o.subject == "" && sel.keys == nil {
 		return sel, errors.New("select events with --since, --until, --from-seq, --to-seq, --subject, --key or --wamid, or pass --all for every stored event")

@@ -14,6 +14,9 @@ import (
 type scanRange struct {
 	// subject filters by subject (wildcards allowed); "" means all.
 	subject string
+	// subjects, when set, filters by any of several subjects in subject's
+	// place.
+	subjects []string
 	// fromSeq and toSeq bound the stream sequence, both included; 0 means
 	// no bound. Messages stored after the scan started are never selected.
 	fromSeq, toSeq uint64
@@ -70,6 +73,7 @@ func scan(ctx context.Context, js jetstream.JetStream, stream string, r scanRang
 		AckPolicy:         jetstream.AckNonePolicy,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		FilterSubject:     r.subject,
+		FilterSubjects:    r.subjects,
 		HeadersOnly:       r.headersOnly,
 		MemoryStorage:     true,
 		InactiveThreshold: scanInactive,
