@@ -257,6 +257,7 @@ func (w *Worker) deadLetterExhausted(adv maxDeliveriesAdvisory, log *slog.Logger
 		rec, lerr := w.store.Lookup(ctx, key)
 		if lerr == nil && rec.State == dedupe.Done {
 			log.Info("worker: event ran out of deliveries but is done", slog.String("key", key))
+			w.passTurn(raw.Subject, raw.Sequence, log)
 			return "done", nil
 		}
 	}
@@ -274,5 +275,6 @@ func (w *Worker) deadLetterExhausted(adv maxDeliveriesAdvisory, log *slog.Logger
 	}
 	log.Error("worker: dead-lettered", slog.String("key", key), slog.String("cause", causeMaxDeliveries),
 		slog.String("reason", ReasonMaxDeliveries))
+	w.passTurn(raw.Subject, raw.Sequence, log)
 	return "dead_letter", nil
 }

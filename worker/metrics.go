@@ -43,6 +43,7 @@ type metrics struct {
 	fetchErrors     prometheus.Counter
 	advisories      *prometheus.CounterVec // result
 	inFlight        prometheus.Gauge
+	orderWait       prometheus.Histogram
 }
 
 // newMetrics builds the collectors and registers them with reg when it is
@@ -62,6 +63,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name:    "wagate_worker_lock_wait_seconds",
 			Help:    "Time taken by one begin round trip to the dedupe store (done check and lock).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}),
+		orderWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wagate_worker_order_wait_seconds",
+			Help:    "Time a delivered event waited for the events before it in its conversation (WAGATE_ORDER=conversation).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 60, 300},
 		}),
 		busyNaks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wagate_worker_busy_naks_total",
@@ -116,6 +122,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.fetchErrors = register(reg, m.fetchErrors, &err)
 	m.advisories = register(reg, m.advisories, &err)
 	m.inFlight = register(reg, m.inFlight, &err)
+	m.orderWait = register(reg, m.orderWait, &err)
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
 	}

@@ -367,6 +367,7 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 	}
 	switch o.action {
 	case actAck:
+		w.passTurn(m.Subject(), meta.Sequence.Stream, log)
 		// Ack without waiting for JetStream's answer: the key is marked
 		// done (outcome done) or was found done (duplicate), and the done
 		// mark, not the ack, is what stops a second run. An ack lost on
@@ -411,6 +412,7 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 			break
 		}
 		log.Error("worker: dead-lettered", slog.String("cause", o.cause), slog.String("reason", logged))
+		w.passTurn(m.Subject(), meta.Sequence.Stream, log)
 		if err := m.Term(); err != nil {
 			// Redelivered later; the dead letter's Nats-Msg-Id dedupes a second one.
 			w.metrics.ackErrors.WithLabelValues("term").Inc()

@@ -67,6 +67,15 @@ type Config struct {
 	// locks released and their messages Nak'd for another worker. Default 25 s.
 	ShutdownTimeout time.Duration
 
+	// Order says whether the events of one conversation wait for each
+	// other: OrderNone (default) or OrderConversation (see Order).
+	Order Order
+
+	// OrderBucket is the JetStream key-value bucket holding each
+	// conversation's last settled event, with OrderConversation. Default
+	// "WAGATE_ORDER".
+	OrderBucket string
+
 	// Logger receives the worker's structured logs; every line about an
 	// event carries its key. Default slog.Default().
 	Logger *slog.Logger
@@ -99,7 +108,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Order == "" {
+		c.Order = OrderNone
+	}
+	if c.OrderBucket == "" {
+		c.OrderBucket = DefaultOrderBucket
+	}
 	switch {
+	case c.Order != OrderNone && c.Order != OrderConversation:
+		return c, fmt.Errorf("worker: Order %q is neither %q nor %q", c.Order, OrderNone, OrderConversation)
 	case c.Concurrency < 0:
 		return c, fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
 	case c.LockTTL < 0:
@@ -132,6 +149,7 @@ type Worker struct {
 	handler Handler
 	log     *slog.Logger
 	metrics *metrics
+	order   *sequencer // nil with OrderNone; set by Run
 	running atomic.Bool
 
 	// finishes commits the done marks of runs finishing together in one
@@ -210,6 +228,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if w.cfg.Order == OrderConversation {
+		if w.order, err = newSequencer(ctx, w.js, w.cfg, cons, w.metrics); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	if w.order != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		var watching sync.WaitGroup
+		watching.Go(func() { w.order.watch(wctx) })
+		defer watching.Wait()
+		defer stopWatch()
+	}
 	adv, err := w.watchMaxDeliveries()
 	if err != nil {
 		return err
@@ -282,12 +315,25 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			}
 			w.metrics.inFlight.Add(float64(len(group)))
 			inflight.Go(func() {
-				for i, pre := range w.beginBatch(group) {
-					m := group[i]
+				ready, waiting := w.turns(group)
+				if len(ready) > 0 {
+					for i, pre := range w.beginBatch(ready) {
+						m := ready[i]
+						inflight.Go(func() {
+							defer release(1)
+							defer w.metrics.inFlight.Dec()
+							w.process(hardCtx, ctx.Done(), m, pre)
+						})
+					}
+				}
+				for _, m := range waiting {
 					inflight.Go(func() {
-						defer release(1)
 						defer w.metrics.inFlight.Dec()
-						w.process(hardCtx, ctx.Done(), m, pre)
+						if !w.awaitTurn(ctx.Done(), m, slots) {
+							return
+						}
+						defer release(1)
+						w.process(hardCtx, ctx.Done(), m, nil)
 					})
 				}
 			})

@@ -1,0 +1,139 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/internal/testenv"
+	"github.com/wagate/wagate/messages"
+)
+
+func TestConversationOf(t *testing.T) {
+	cases := []struct {
+		subject, filter, token string
+		ok                     bool
+	}{
+		{"wagate.events.cloud.message.106.c0123456789abcdef", "wagate.events.cloud.*.106.c0123456789abcdef", "c0123456789abcdef", true},
+		{"wagate.events.waha.status.s-1.cab", "wagate.events.waha.*.s-1.cab", "cab", true},
+		{"wagate.events.cloud.field.106._", "", "", false},       // no conversation
+		{"wagate.events.cloud.message.106", "", "", false},       // stored before subjects carried one
+		{"other.events.cloud.message.106.cab", "", "", false},    // not an event subject
+		{"wagate.events.cloud.message.106.cab.x", "", "", false}, // too long
+	}
+	for _, c := range cases {
+		filter, token, ok := conversationOf(c.subject)
+		if filter != c.filter || token != c.token || ok != c.ok {
+			t.Errorf("conversationOf(%q) = %q, %q, %v; want %q, %q, %v", c.subject, filter, token, ok, c.filter, c.token, c.ok)
+		}
+	}
+}
+
+func TestConfigOrder(t *testing.T) {
+	c, err := Config{}.withDefaults()
+	if err != nil || c.Order != OrderNone || c.OrderBucket != DefaultOrderBucket {
+		t.Errorf("defaults: %q %q %v", c.Order, c.OrderBucket, err)
+	}
+	if _, err := (Config{Order: "sequential"}).withDefaults(); err == nil {
+		t.Error("Order \"sequential\" accepted")
+	}
+}
+
+// orderLog records, per conversation, the events a handler saw in the order
+// it saw them, and how many of one conversation ran at once.
+type orderLog struct {
+	mu      sync.Mutex
+	seen    map[string][]string // conversation → event ids
+	running map[string]int
+	overlap int // the most events of one conversation running at once
+}
+
+func (o *orderLog) enter(ev messages.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen == nil {
+		o.seen, o.running = map[string][]string{}, map[string]int{}
+	}
+	o.seen[ev.Conversation] = append(o.seen[ev.Conversation], ev.ID)
+	o.running[ev.Conversation]++
+	o.overlap = max(o.overlap, o.running[ev.Conversation])
+}
+
+func (o *orderLog) leave(ev messages.Event) {
+	o.mu.Lock()
+	o.running[ev.Conversation]--
+	o.mu.Unlock()
+}
+
+// Two workers with OrderConversation run every conversation's events one at
+// a time, in stream order, while a retried event and a dead-lettered one
+// hold only their own conversation's later events.
+func TestOrderConversation(t *testing.T) {
+	e := newEnv(t, testStreams(), "")
+	const convs, perConv = 24, 12
+	var want = map[string][]string{}
+	var all []messages.Event
+	for i := range perConv {
+		for c := range convs {
+			ev := e.event()
+			ev.From = fmt.Sprintf("1555%07d", c)
+			ev.Conversation = "cloud|106540352242922|user:" + ev.From
+			ev.ID = fmt.Sprintf("c%02d-m%02d", c, i)
+			all = append(all, ev)
+		}
+	}
+	// Conversation 0's third event fails twice, conversation 1's fifth event
+	// fails for good; every event of conversation 2 fails once.
+	const retried, dead = "c00-m02", "c01-m04"
+	var (
+		mu       sync.Mutex
+		failures = map[string]int{}
+		log      orderLog
+	)
+	h := HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		log.enter(ev)
+		defer log.leave(ev)
+		time.Sleep(time.Millisecond) // let other events of the conversation try to overtake
+		mu.Lock()
+		defer mu.Unlock()
+		failures[ev.ID]++
+		switch {
+		case ev.ID == retried && failures[ev.ID] <= 2,
+			ev.ID[:3] == "c02" && failures[ev.ID] == 1:
+			return errors.New("try again")
+		case ev.ID == dead:
+			return Permanent(errors.New("never"))
+		}
+		return nil
+	})
+	cfg := Config{Order: OrderConversation, Concurrency: 4}
+	e.start(cfg, h)
+	e.start(cfg, h)
+	for _, ev := range all {
+		e.publish(ev)
+		if ev.ID != dead {
+			want[ev.Conversation] = append(want[ev.Conversation], ev.ID)
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, e.settled, "consumer not settled")
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if log.overlap != 1 {
+		t.Errorf("%d events of one conversation ran at once", log.overlap)
+	}
+	for conv, ids := range want {
+		got := slices.DeleteFunc(slices.Clone(log.seen[conv]), func(id string) bool { return id == dead })
+		got = slices.CompactFunc(got, func(a, b string) bool { return a == b }) // retries of one event
+		if !slices.Equal(got, ids) {
+			t.Errorf("%s: handled %v, want %v", conv, got, ids)
+		}
+	}
+	if n := len(e.dlq()); n != 1 {
+		t.Errorf("%d dead letters, want 1", n)
+	}
+}
