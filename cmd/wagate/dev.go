@@ -156,6 +156,7 @@ func runDev(ctx context.Context, out io.Writer) error {
 	w, err := worker.New(worker.Config{
 		Streams:         connect.Streams(cfg),
 		Concurrency:     cfg.WorkerConcurrency,
+		Order:           worker.Order(cfg.Order),
 		LockTTL:         cfg.LockTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,

@@ -101,6 +101,7 @@ func run(ctx context.Context, cfg config.Config) error {
 	w, err := worker.New(worker.Config{
 		Streams:         connect.Streams(cfg),
 		Concurrency:     cfg.WorkerConcurrency,
+		Order:           worker.Order(cfg.Order),
 		LockTTL:         cfg.LockTTL,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
@@ -127,7 +128,7 @@ func run(ctx context.Context, cfg config.Config) error {
 	if cfg.Handler == "log" {
 		log.Warn("handler log: each event is logged and marked done, and reaches no application (set WAGATE_HANDLER=forward and WAGATE_FORWARD_URL to deliver events)")
 	}
-	log.Info("worker starting", "version", buildinfo.Read().String(), "handler", cfg.Handler, "forward_url", forwardURL(cfg), "concurrency", cfg.WorkerConcurrency, "http_addr", cfg.WorkerHTTPAddr, "dedupe", cfg.DedupeBackend)
+	log.Info("worker starting", "version", buildinfo.Read().String(), "handler", cfg.Handler, "forward_url", forwardURL(cfg), "concurrency", cfg.WorkerConcurrency, "order", cfg.Order, "http_addr", cfg.WorkerHTTPAddr, "dedupe", cfg.DedupeBackend)
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(ctx) }()
 	select {

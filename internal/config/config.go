@@ -68,6 +68,7 @@ type Config struct {
 	ForwardFormat     string        `env:"FORWARD_FORMAT" envDefault:"event"` // event | provider
 	ForwardSecret     string        `env:"FORWARD_SECRET"`                    // signs provider-format forwards instead of the providers' secrets
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
+	Order             string        `env:"ORDER" envDefault:"none"` // none | conversation
 	WorkerHTTPAddr    string        `env:"WORKER_HTTP_ADDR" envDefault:":8081"`
 	LockTTL           time.Duration `env:"LOCK_TTL" envDefault:"30s"`
 
@@ -159,6 +160,7 @@ func (c Config) Validate() error {
 		oneOf("HANDLER", c.Handler, "forward", "log")
 	}
 	oneOf("FORWARD_FORMAT", c.ForwardFormat, "event", "provider")
+	oneOf("ORDER", c.Order, "none", "conversation")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
 	oneOf("OTEL", c.OTel, "", "off", "otlp", "stdout")
