@@ -60,7 +60,7 @@ func defaultOptions() options {
 		claims:       100000,
 		e2ePct:       25,
 		compareC:     []int{8, 32, 128},
-		phases:       "compare,ingress,worker,memory",
+		phases:       "compare,ingress,worker,order,memory",
 	}
 }
 
@@ -87,7 +87,7 @@ func main() {
 		}
 		return nil
 	})
-	flag.StringVar(&o.phases, "phases", o.phases, "comma-separated phases to run: compare, ingress, worker, memory")
+	flag.StringVar(&o.phases, "phases", o.phases, "comma-separated phases to run: compare, ingress, worker, order, memory")
 	flag.StringVar(&o.out, "out", "", "directory for latest.json and latest.svg (default scripts/bench/results in the module)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
 	flag.StringVar(&o.natsURL, "nats-url", "", "use this NATS server (with JetStream) instead of building and starting one; its WAGATE_EVENTS stream is purged")
@@ -129,11 +129,11 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 	phases := map[string]bool{}
 	for p := range strings.SplitSeq(o.phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "compare", "ingress", "worker", "memory":
+		case "compare", "ingress", "worker", "order", "memory":
 			phases[p] = true
 		case "":
 		default:
-			return nil, fmt.Errorf("unknown phase %q (want compare, ingress, worker, memory)", p)
+			return nil, fmt.Errorf("unknown phase %q (want compare, ingress, worker, order, memory)", p)
 		}
 	}
 	root, err := moduleRoot()
@@ -223,6 +223,13 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 			return finish(fmt.Errorf("worker: %w", err))
 		}
 		res.Worker = &wk
+	}
+	if phases["order"] {
+		runs, err := benchOrder(ctx, env, o.workerEvents, logf)
+		res.Order = runs
+		if err != nil {
+			return finish(fmt.Errorf("order: %w", err))
+		}
 	}
 	if phases["memory"] {
 		logf("memory: %d claims in each layout", o.claims)

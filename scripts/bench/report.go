@@ -19,15 +19,16 @@ import (
 
 // Results is everything one run measured; it is written as latest.json.
 type Results struct {
-	Date     string    `json:"date"`
-	Command  string    `json:"command"`
-	Machine  Machine   `json:"machine"`
-	Settings Settings  `json:"settings"`
-	Compare  []Cell    `json:"compare,omitempty"`
-	Ingress  []Ingress `json:"ingress"`
-	Worker   *Worker   `json:"worker,omitempty"`
-	Memory   *Memory   `json:"memory,omitempty"`
-	Targets  []Target  `json:"targets"`
+	Date     string     `json:"date"`
+	Command  string     `json:"command"`
+	Machine  Machine    `json:"machine"`
+	Settings Settings   `json:"settings"`
+	Compare  []Cell     `json:"compare,omitempty"`
+	Ingress  []Ingress  `json:"ingress"`
+	Worker   *Worker    `json:"worker,omitempty"`
+	Memory   *Memory    `json:"memory,omitempty"`
+	Order    []OrderRun `json:"order,omitempty"`
+	Targets  []Target   `json:"targets"`
 }
 
 // Machine describes where the figures come from.
@@ -95,6 +96,21 @@ type Target struct {
 // evaluate fills r.Targets.
 func (r *Results) evaluate() {
 	r.Targets = nil
+	var none, ordered float64
+	for _, o := range r.Order {
+		if o.Workload == "many conversations" && o.Order == "none" {
+			none = o.EventsPerS
+		}
+		if o.Workload == "many conversations" && o.Order == "conversation" {
+			ordered = o.EventsPerS
+		}
+	}
+	if none > 0 && ordered > 0 {
+		r.Targets = append(r.Targets, Target{
+			Name: "order, many conversations: events/s with WAGATE_ORDER=conversation over none", Value: ordered / none,
+			Goal: "≥ 0.8", Met: ordered/none >= 0.8,
+		})
+	}
 	if base, err := r.cell("baseline", 32); err == nil {
 		if in, err := r.cell("ingress", 32); err == nil {
 			r.Targets = append(r.Targets, Target{

@@ -33,6 +33,7 @@ var inShort = map[string]bool{
 	"TestChaosNATSCluster":   false,
 	"TestChaosSlowIngress":   false,
 	"TestChaosWorkerScaling": false,
+	"TestChaosOrder":         false,
 }
 
 var results Results
@@ -653,4 +654,50 @@ func TestChaosWorkerScaling(t *testing.T) {
 		}
 	}
 	t.Logf("events done per worker: %v", done)
+}
+
+// TestChaosOrder runs the worker kill scenario with WAGATE_ORDER=conversation
+// while workers also scale 2 → 3 → 2: besides G1–G3, every conversation's
+// events reach the sink in the order the events stream holds them, a re-run
+// after a crash only ever repeating an event before the next one, and a
+// refused event (dead-lettered) holding its conversation until it is
+// dead-lettered.
+func TestChaosOrder(t *testing.T) {
+	s := NewStack(t, scenario(t), Config{
+		Name:             "9 order, worker kill -9, 2→3→2",
+		Order:            true,
+		WorkerFailpoints: "worker-before-finish=0.05,worker-after-finish=0.05",
+		Reject:           func(key string) bool { return keyHash(key)%32 == 1 },
+		Traffic:          traffic(6 * time.Second),
+	})
+	var kills int
+	s.Traffic(func(ctx context.Context) {
+		var scaled sync.WaitGroup
+		scaled.Go(func() {
+			if !pause(ctx, s.Cfg.Traffic/3) {
+				return
+			}
+			p := s.AddWorker()
+			s.WaitReady(p)
+			pause(ctx, s.Cfg.Traffic/3)
+			if code, sig, err := p.Stop(20 * time.Second); err != nil || code != 0 || sig != 0 {
+				t.Errorf("%s: SIGTERM: exit code %d signal %v err %v, want a clean exit", p.Name, code, sig, err)
+			}
+		})
+		kills = killLoop(ctx, t, s.Workers[:2])
+		scaled.Wait()
+	})
+	s.Drain()
+	r := ledger(t, s, expect{reruns: true})
+	problems, checked := CheckOrder(s.Observe())
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if checked < 40 {
+		t.Errorf("%d conversations checked, want the traffic's 48 and more", checked)
+	}
+	if r.Rejected == 0 || r.DeadLettered != r.Rejected {
+		t.Errorf("%d events refused permanently, %d dead-lettered: want the same, and some", r.Rejected, r.DeadLettered)
+	}
+	t.Logf("%d conversations in order; %d kill -9 from outside; %d re-runs after a crash", checked, kills, r.RerunsAfterCrash)
 }

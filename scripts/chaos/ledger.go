@@ -25,6 +25,9 @@ type Observed struct {
 	MonitorGaps int
 	// Stream counts the events stream's messages by Nats-Msg-Id.
 	Stream map[string]int
+	// Conversations lists, per conversation token of the subject, the keys
+	// of the events stream in stream order.
+	Conversations map[string][]string
 	// DLQ is each dead-lettered key's Wagate-Error.
 	DLQ map[string]string
 	// Final is the store's final record of every sent key.

@@ -280,12 +280,13 @@ func (ep *eventPool) fresh() *poolEvent {
 	ep.mu.Unlock()
 	ev := &poolEvent{account: fmt.Sprintf("10000000000000%d", n%3)}
 	wamid := fmt.Sprintf("wamid.CHAOS-%s-%06d", ep.tag, n)
+	user := fmt.Sprintf("155500%05d", n%16) // 16 users on each of 3 numbers: 48 conversations
 	if n%4 == 3 {
 		ev.field = "statuses"
-		ev.item = fmt.Appendf(nil, `{"id":%q,"status":"delivered","timestamp":"1750000001","recipient_id":"15550000001"}`, wamid)
+		ev.item = fmt.Appendf(nil, `{"id":%q,"status":"delivered","timestamp":"1750000001","recipient_id":%q}`, wamid, user)
 	} else {
 		ev.field = "messages"
-		ev.item = fmt.Appendf(nil, `{"from":"15550000001","id":%q,"timestamp":"1750000000","type":"text","text":{"body":"chaos %d"}}`, wamid, n)
+		ev.item = fmt.Appendf(nil, `{"from":%q,"id":%q,"timestamp":"1750000000","type":"text","text":{"body":"chaos %d"}}`, user, wamid, n)
 	}
 	evs, err := messages.Parse(envelope([]*poolEvent{ev}), time.Now())
 	ep.mu.Lock()

@@ -52,6 +52,8 @@ type Config struct {
 	ProviderTimeout time.Duration
 	// LockTTL and AckWait of the workers. Default 2 s each.
 	LockTTL, AckWait time.Duration
+	// Order turns on WAGATE_ORDER=conversation in the workers.
+	Order bool
 	// Drain bounds the wait for every event to be settled after the
 	// traffic. Default 90 s.
 	Drain time.Duration
@@ -261,6 +263,7 @@ func (s *Stack) AddWorker() *Proc {
 			"WAGATE_FORWARD_URL="+s.Sink.URL(),
 			"WAGATE_FORWARD_TIMEOUT=30s",
 			"WAGATE_WORKER_CONCURRENCY=8",
+			"WAGATE_ORDER="+map[bool]string{false: "none", true: "conversation"}[s.Cfg.Order],
 			"WAGATE_LOCK_TTL="+s.Cfg.LockTTL.String(),
 			"WAGATE_BACKOFF="+Backoff,
 			"WAGATE_SHUTDOWN_TIMEOUT=10s",
@@ -433,7 +436,7 @@ func (s *Stack) Observe() Observed {
 	defer cancel()
 	err := s.withJS(ctx, func(js jetstream.JetStream) error {
 		var err error
-		if o.Stream, err = s.readEvents(ctx, js); err != nil {
+		if o.Stream, o.Conversations, err = s.readEvents(ctx, js); err != nil {
 			return err
 		}
 		o.DLQ, err = s.readDLQ(ctx, js)
@@ -478,12 +481,17 @@ func (s *Stack) withJS(ctx context.Context, f func(jetstream.JetStream) error) e
 }
 
 // readEvents counts the events stream's messages by Nats-Msg-Id.
-func (s *Stack) readEvents(ctx context.Context, js jetstream.JetStream) (map[string]int, error) {
-	out := map[string]int{}
+func (s *Stack) readEvents(ctx context.Context, js jetstream.JetStream) (map[string]int, map[string][]string, error) {
+	out, convs := map[string]int{}, map[string][]string{}
 	err := readAll(ctx, js, s.Streams.WithDefaults().Events, func(m jetstream.Msg) {
-		out[m.Headers().Get(nats.MsgIdHdr)]++
+		key := m.Headers().Get(nats.MsgIdHdr)
+		out[key]++
+		subject := m.Subject()
+		if tok := subject[strings.LastIndexByte(subject, '.')+1:]; tok != "_" && strings.Count(subject, ".") == 5 {
+			convs[tok] = append(convs[tok], key)
+		}
 	})
-	return out, err
+	return out, convs, err
 }
 
 // readDLQ returns each dead-lettered key's Wagate-Error.
