@@ -390,11 +390,19 @@ func (w *Worker) awaitTurn(stop <-chan struct{}, m jetstream.Msg, slots chan str
 	if !w.order.waitTurn(stop, m, m.Subject(), meta.Sequence.Stream, log) {
 		return interrupted()
 	}
-	select {
-	case slots <- struct{}{}:
-		return true
-	case <-stop:
-		return interrupted()
+	beat := time.NewTicker(w.cfg.Heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-stop:
+			return interrupted()
+		case <-beat.C:
+			if err := m.InProgress(); err != nil {
+				log.Warn("worker: in-progress signal failed while the event waits for a handler", slog.Any("error", err))
+			}
+		}
 	}
 }
 
@@ -422,4 +430,18 @@ func (w *Worker) turns(group []jetstream.Msg) (ready, waiting []jetstream.Msg) {
 		}
 	}
 	return ready, waiting
+}
+
+// consumerStreams is the streams configuration the durable consumer is
+// created with. With OrderConversation JetStream never gives up on a message
+// (MaxDeliver -1): an event waiting for its turn is delivered again each time
+// the worker holding it dies, so the worker counts an event's runs (its
+// fencing number) against MaxDeliver instead, and dead-letters it itself.
+// Every worker on one consumer must use the same Order.
+func (w *Worker) consumerStreams() streams.Config {
+	sc := w.cfg.Streams
+	if w.cfg.Order == OrderConversation {
+		sc.MaxDeliver = -1
+	}
+	return sc
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
 )
@@ -40,6 +42,30 @@ func TestConfigOrder(t *testing.T) {
 	}
 	if _, err := (Config{Order: "sequential"}).withDefaults(); err == nil {
 		t.Error("Order \"sequential\" accepted")
+	}
+}
+
+// With order, runs (the fencing number), not deliveries, count against
+// MaxDeliver: an event delivered again and again while it waited is not
+// dead-lettered for it, and one whose runs all died is.
+func TestVerdictCountsRuns(t *testing.T) {
+	sc := streams.Config{MaxDeliver: 3}
+	fail := errors.New("downstream 503")
+	cases := []struct {
+		name string
+		a    attempt
+		want action
+	}{
+		{"many deliveries, first run fails", attempt{runs: true, delivered: 9, fence: 1, handlerErr: fail}, actNak},
+		{"third run fails", attempt{runs: true, delivered: 3, fence: 3, handlerErr: fail}, actDeadLetter},
+		{"runs past MaxDeliver died", attempt{runs: true, delivered: 4, fence: 4, exhausted: true}, actDeadLetter},
+		{"busy, many deliveries", attempt{runs: true, delivered: 9, beginErr: dedupe.ErrBusy}, actNak},
+		{"without order: deliveries count", attempt{delivered: 3, fence: 1, handlerErr: fail}, actDeadLetter},
+	}
+	for _, c := range cases {
+		if got := verdict(c.a, sc); got.action != c.want {
+			t.Errorf("%s: action %d (%s), want %d", c.name, got.action, got.reason, c.want)
+		}
 	}
 }
 
@@ -120,6 +146,9 @@ func TestOrderConversation(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 60*time.Second, e.settled, "consumer not settled")
+	if md := e.consumer().Config.MaxDeliver; md != -1 {
+		t.Errorf("consumer MaxDeliver %d, want -1: the workers count runs", md)
+	}
 
 	log.mu.Lock()
 	defer log.mu.Unlock()

@@ -59,6 +59,8 @@ type attempt struct {
 	force       bool   // Replay with force: begin even when the key is done
 	fence       int64  // the lock's fencing number, once taken
 	began       *began // the answer of the fetched batch's BeginAll, if any
+	runs        bool   // count runs (the fencing number), not deliveries, against MaxDeliver (OrderConversation)
+	exhausted   bool   // runs: the run begun is past MaxDeliver, the ones before it died; not started
 }
 
 // began is one delivery's answer from the Begin of its fetched batch
@@ -88,11 +90,18 @@ func (b *began) settled(key string) bool {
 // dead-letters instead, since JetStream would not deliver it again.
 func verdict(a attempt, sc streams.Config) outcome {
 	sc = sc.WithDefaults()
-	last := sc.MaxDeliver > 0 && a.delivered >= uint64(sc.MaxDeliver)
+	count, unit := a.delivered, " deliveries)"
+	if a.runs {
+		// An event waiting for its conversation's turn is delivered again
+		// whenever the worker holding it dies: its runs, not its
+		// deliveries, say how often it failed.
+		count, unit = uint64(max(a.fence, 0)), " runs)"
+	}
+	last := sc.MaxDeliver > 0 && count >= uint64(sc.MaxDeliver)
 	retry := func(label string, delay time.Duration, reason string) outcome {
 		if last {
 			return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causeExhausted,
-				reason: reason + " (last of " + strconv.FormatUint(a.delivered, 10) + " deliveries)"}
+				reason: reason + " (last of " + strconv.FormatUint(count, 10) + unit}
 		}
 		return outcome{action: actNak, label: label, delay: delay, reason: reason}
 	}
@@ -110,6 +119,9 @@ func verdict(a attempt, sc streams.Config) outcome {
 		return retry(outcomeBusy, backoff, "busy: "+a.beginErr.Error())
 	case a.beginErr != nil:
 		return retry(outcomeStoreError, backoff, "dedupe store: "+a.beginErr.Error())
+	case a.exhausted:
+		return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causeExhausted,
+			reason: fmt.Sprintf("%s: %d runs began and none finished (workers died or timed out)", ReasonMaxDeliveries, max(a.fence-1, 0))}
 	case a.handlerErr == nil && a.finishErr == nil:
 		return outcome{action: actAck, label: outcomeDone}
 	case a.handlerErr == nil && errors.Is(a.finishErr, dedupe.ErrLockLost):
@@ -146,7 +158,7 @@ func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstr
 	if meta.NumDelivered > 1 {
 		w.metrics.redeliveries.Inc()
 	}
-	a := attempt{delivered: meta.NumDelivered}
+	a := attempt{delivered: meta.NumDelivered, runs: w.order != nil}
 	ev, err := messages.Decode(m.Data())
 	key := ev.Key
 	if err != nil {
@@ -189,6 +201,11 @@ func (w *Worker) run(hardCtx context.Context, stop <-chan struct{}, m inProgress
 	}
 	a.fence = lease.Fence
 	log = log.With(slog.Int64("fence", lease.Fence))
+	if limit := w.cfg.Streams.WithDefaults().MaxDeliver; a.runs && limit > 0 && lease.Fence > int64(limit) {
+		a.exhausted = true
+		w.unlock(lease, log)
+		return a
+	}
 	if err := hardCtx.Err(); err != nil {
 		// Shutdown cancelled in-flight work while the lock was being taken:
 		// do not start the handler.

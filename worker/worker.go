@@ -221,7 +221,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	cons, err := streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
+	cons, err := streams.EnsureConsumer(ctx, w.js, w.consumerStreams())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -372,7 +372,7 @@ func (w *Worker) fetchFailed(ctx context.Context, cons *jetstream.Consumer, err 
 			w.log.WarnContext(ctx, "worker: re-creating streams failed", slog.Any("error", err))
 			return nil
 		}
-		c, err := streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
+		c, err := streams.EnsureConsumer(ctx, w.js, w.consumerStreams())
 		if err != nil {
 			w.log.WarnContext(ctx, "worker: re-creating consumer failed", slog.Any("error", err))
 			return nil

@@ -115,6 +115,14 @@ func TestRun(t *testing.T) {
 		t.Errorf("end to end %+v", e2e)
 	}
 
+	if len(res.Order) != 4 {
+		t.Errorf("order runs %+v, want 4 (two workloads, two orders)", res.Order)
+	}
+	for _, r := range res.Order {
+		if r.Events != o.workerEvents || r.EventsPerS <= 0 || r.Conversations == 0 {
+			t.Errorf("order run %+v", r)
+		}
+	}
 	mem := res.Memory
 	if mem == nil || mem.Claims != o.claims || mem.Wagate <= 0 || mem.Naive <= mem.Wagate {
 		t.Fatalf("memory results %+v", mem)
