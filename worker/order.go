@@ -78,8 +78,9 @@ type sequencer struct {
 	log       *slog.Logger
 	waited    prometheus.Histogram
 
-	mu     sync.Mutex
-	queues map[string]*turnQueue // conversation token → its events waiting here
+	mu      sync.Mutex
+	queues  map[string]*turnQueue // conversation token → its events waiting here
+	records map[string]orderRecord     // conversation token → its record as last read here
 
 	floorMu sync.Mutex
 	floor   uint64
@@ -106,7 +107,7 @@ func newSequencer(ctx context.Context, js jetstream.JetStream, cfg Config, cons 
 		return nil, fmt.Errorf("worker: stream %s: %w", sc.Events, err)
 	}
 	return &sequencer{kv: kv, stream: st, cons: cons, heartbeat: cfg.Heartbeat, log: cfg.Logger,
-		waited: m.orderWait, queues: map[string]*turnQueue{}}, nil
+		waited: m.orderWait, queues: map[string]*turnQueue{}, records: map[string]orderRecord{}}, nil
 }
 
 // conversationOf returns the filter matching every event of the
@@ -259,10 +260,11 @@ func (s *sequencer) watch(ctx context.Context) {
 func (s *sequencer) first(filter, token string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	settled, _, err := s.settled(ctx, token)
+	settled, rev, err := s.settled(ctx, token)
 	if err != nil {
 		return 0, err
 	}
+	s.remember(token, settled, rev)
 	floor, err := s.ackFloor(ctx)
 	if err != nil {
 		return 0, err
@@ -275,6 +277,24 @@ func (s *sequencer) first(filter, token string) (uint64, error) {
 		return 0, fmt.Errorf("worker: next event of the conversation: %w", err)
 	}
 	return raw.Sequence, nil
+}
+
+// orderRecord is a conversation's record in the order bucket: its last settled
+// sequence and the entry's revision (0 when there is none).
+type orderRecord struct{ seq, rev uint64 }
+
+// maxRecords bounds the records a sequencer remembers; past it they are
+// forgotten (and read again when needed).
+const maxRecords = 100_000
+
+// remember keeps a conversation's record as just read, for record.
+func (s *sequencer) remember(token string, seq, rev uint64) {
+	s.mu.Lock()
+	if len(s.records) >= maxRecords {
+		clear(s.records)
+	}
+	s.records[token] = orderRecord{seq: seq, rev: rev}
+	s.mu.Unlock()
 }
 
 // settled returns the last settled sequence of a conversation and its
@@ -331,8 +351,19 @@ func (s *sequencer) pass(subject string, seq uint64, log *slog.Logger) {
 // compare-and-set; a record already at or past seq is left alone.
 func (s *sequencer) record(ctx context.Context, token string, seq uint64) error {
 	val := []byte(strconv.FormatUint(seq, 10))
+	s.mu.Lock()
+	last, cached := s.records[token]
+	delete(s.records, token)
+	s.mu.Unlock()
 	for {
-		cur, rev, err := s.settled(ctx, token)
+		// The record as this worker last read it, when the event's turn was
+		// checked, is almost always still current: only the event whose
+		// turn it is writes it. A stale one fails the compare-and-set.
+		cur, rev, err := last.seq, last.rev, error(nil)
+		if !cached {
+			cur, rev, err = s.settled(ctx, token)
+		}
+		cached = false
 		switch {
 		case err != nil:
 			return err
@@ -362,8 +393,9 @@ func (w *Worker) passTurn(subject string, seq uint64, log *slog.Logger) {
 	}
 }
 
-// awaitTurn holds m until its conversation's turn comes (OrderConversation;
-// at once otherwise). It is called holding one of slots, the worker's
+// awaitTurn holds m, which turns found must wait, until its conversation's
+// turn comes (OrderConversation; at once otherwise). It is called holding
+// one of slots, the worker's
 // Concurrency slots: an event that must wait gives its slot back meanwhile,
 // so that waiting events never keep other conversations from running, and
 // takes one again when its turn comes. It returns false, with the message
@@ -382,9 +414,6 @@ func (w *Worker) awaitTurn(stop <-chan struct{}, m jetstream.Msg, slots chan str
 		w.settle(m, meta, outcome{action: actNak, label: outcomeInterrupted,
 			reason: "shutdown while the event waited for its conversation's turn"}, nil, log)
 		return false
-	}
-	if w.order.isTurn(m.Subject(), meta.Sequence.Stream) {
-		return true
 	}
 	<-slots
 	if !w.order.waitTurn(stop, m, m.Subject(), meta.Sequence.Stream, log) {
