@@ -79,8 +79,8 @@ type sequencer struct {
 	waited    prometheus.Histogram
 
 	mu      sync.Mutex
-	queues  map[string]*turnQueue // conversation token → its events waiting here
-	records map[string]orderRecord     // conversation token → its record as last read here
+	queues  map[string]*turnQueue  // conversation token → its events waiting here
+	records map[string]orderRecord // conversation token → its record as last read here
 
 	floorMu sync.Mutex
 	floor   uint64
