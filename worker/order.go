@@ -465,7 +465,8 @@ func (w *Worker) turns(group []jetstream.Msg) (ready, waiting []jetstream.Msg) {
 // created with. With OrderConversation JetStream never gives up on a message
 // (MaxDeliver -1): an event waiting for its turn is delivered again each time
 // the worker holding it dies, so the worker counts an event's runs (its
-// fencing number) against MaxDeliver instead, and dead-letters it itself.
+// fencing number, which every dedupe backend raises by one per run begun)
+// against MaxDeliver instead, and dead-letters it itself.
 // Every worker on one consumer must use the same Order.
 func (w *Worker) consumerStreams() streams.Config {
 	sc := w.cfg.Streams
