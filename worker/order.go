@@ -49,8 +49,8 @@ const DefaultOrderBucket = "WAGATE_ORDER"
 // with compare-and-set) when it acknowledges the event (done or a duplicate)
 // or dead-letters it, before the Ack or Term. A delivered event whose turn has
 // not come waits, holding its message with InProgress, until the one before
-// it is settled, by this worker (woken at once) or another (seen by polling
-// the bucket). Events below the consumer's ack floor are settled whatever the
+// it is settled, by this worker (woken at once) or another (seen through a
+// watch of the bucket, and by a look every orderPollMax at least). Events below the consumer's ack floor are settled whatever the
 // bucket says, so an event acknowledged before order was turned on, or
 // whose record has expired, never holds one after it.
 //
@@ -68,7 +68,7 @@ const orderPollMax = 500 * time.Millisecond
 // read again.
 const floorMaxAge = time.Second
 
-// sequencer keeps the events of one conversation in order. Its methods are
+// sequencer keeps the events of each conversation in order. Its methods are
 // safe for concurrent use.
 type sequencer struct {
 	kv        jetstream.KeyValue
