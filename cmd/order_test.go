@@ -177,11 +177,11 @@ func newOrderRig(t *testing.T) *orderRig {
 		"WAGATE_BACKOFF=100ms",
 	}
 	for i := range 2 {
-		port := testenv.FreePort(t)
+		port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
 		start(t, filepath.Join(r.dir, "ingress"), fmt.Sprintf("ingress-%d", i),
-			append(r.common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
+			append(r.common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port), fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort))...)
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
-		waitReady(t, base+"/readyz")
+		waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 		r.ingress = append(r.ingress, base)
 	}
 	return r
