@@ -40,13 +40,15 @@ const (
 	userConversation  = "user:"
 )
 
-// conversationOf joins a business account and a party into a conversation;
-// empty when the party is.
+// conversationOf joins a business account and a party into a conversation
+// as Identity joins parts (escaped, a part longer than MaxIdentityPart
+// written as its hash, so that a hostile body cannot make it long); empty
+// when the party is.
 func conversationOf(provider, account, party string) string {
 	if party == "" {
 		return ""
 	}
-	return provider + "|" + account + "|" + party
+	return Identity(provider, account, party)
 }
 
 // cloudConversation returns the conversation of a Cloud API item: the group
