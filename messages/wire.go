@@ -92,7 +92,7 @@ func (ev Event) Encode() ([]byte, error) {
 		return nil, errors.New("messages: event item is not valid JSON")
 	}
 	c := &ev.Context
-	b := make([]byte, 0, 320+len(ev.Identity)+len(ev.Item)+len(c.Metadata)+len(c.Contact))
+	b := make([]byte, 0, 320+len(ev.Identity)+len(ev.Conversation)+len(ev.Item)+len(c.Metadata)+len(c.Contact))
 	b = appendField(b, `{"key":`, ev.Key)
 	b = appendField(b, `,"identity":`, ev.Identity)
 	b = appendField(b, `,"provider":`, ev.Provider)
@@ -106,6 +106,9 @@ func (ev Event) Encode() ([]byte, error) {
 		b = appendField(b, `,"status":`, ev.Status)
 	}
 	b = appendField(b, `,"from":`, ev.From)
+	if ev.Conversation != "" {
+		b = appendField(b, `,"conversation":`, ev.Conversation)
+	}
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, ev.Timestamp, 10)
 	b = append(b, `,"received_at":"`...)
@@ -393,6 +396,7 @@ const (
 	mFrameBefore
 	mFrameAfter
 	mFrameCovered
+	mConversation
 )
 
 // decodeEncoded reads an event in the form Encode writes. ok is false when
@@ -424,6 +428,8 @@ func decodeEncoded(data []byte) (ev Event, ok bool) {
 			bit, ok = mStatus, decodeInto(&ev.Status, m.value)
 		case "from":
 			bit, ok = mFrom, decodeInto(&ev.From, m.value)
+		case "conversation":
+			bit, ok = mConversation, decodeInto(&ev.Conversation, m.value)
 		case "direction":
 			bit, ok = mDirection, decodeInto(&ev.Direction, m.value)
 		case "timestamp":
