@@ -14,7 +14,7 @@ import (
 	promql "github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/yaml"
 
-	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // ruleFile is a Prometheus rule file, field for field
@@ -219,7 +219,7 @@ func matches(e promql.Expr, metric, label, value string) bool {
 }
 
 // checkStreamNames checks that the JetStream selectors name wagate's default
-// streams and consumer (internal/streams).
+// streams and consumer (messages/streams).
 func checkStreamNames(t *testing.T, where string, e promql.Expr) {
 	t.Helper()
 	for _, vs := range selectors(e) {
@@ -318,7 +318,7 @@ func TestDashboard(t *testing.T) {
 	}
 	for name, want := range map[string]string{"stream": streams.DefaultEvents, "consumer": streams.DefaultConsumer, "dlq": streams.DefaultDLQ} {
 		if vars[name] != want {
-			t.Errorf("variable %s = %q, want %q (internal/streams)", name, vars[name], want)
+			t.Errorf("variable %s = %q, want %q (messages/streams)", name, vars[name], want)
 		}
 	}
 	// expand replaces the dashboard's variables as Grafana does; a name it

@@ -25,8 +25,8 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/logging"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // Defaults of Config, used where a field is zero.

@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // lostAck is a delivery whose Ack never reaches JetStream.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/redact"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // Headers of a dead letter. A dead letter is published to

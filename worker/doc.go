@@ -1,7 +1,7 @@
 // Package worker consumes wagate's events stream and runs business logic on
 // each event once (design §2, §4, §5, §7).
 //
-// Worker processes share one durable pull consumer (internal/streams). Each
+// Worker processes share one durable pull consumer (messages/streams). Each
 // Worker holds at most Config.Concurrency messages at a time, each in its own
 // handler. For every delivery:
 //

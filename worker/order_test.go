@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 func TestConversationOf(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/failpoint"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // opTimeout bounds one round trip to the dedupe store or JetStream outside

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 func TestVerdict(t *testing.T) {

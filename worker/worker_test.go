@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 const wait = 20 * time.Second

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 	"github.com/wagate/wagate/worker"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
-	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // opsConnectTimeout bounds connecting to NATS and opening the dedupe store

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 func newStreamsCmd() *cobra.Command {

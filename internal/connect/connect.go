@@ -23,7 +23,7 @@ import (
 	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/internal/redact"
-	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // Logger returns the structured logger the configuration asks for, writing

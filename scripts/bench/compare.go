@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wagate/wagate/internal/streams"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // The compare phase measures, side by side in one run, at each concurrency:

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 	"github.com/wagate/wagate/worker"
 )
 

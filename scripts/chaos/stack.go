@@ -17,8 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/streams"
 	"github.com/wagate/wagate/internal/testenv"
+	"github.com/wagate/wagate/messages/streams"
 	"github.com/wagate/wagate/worker"
 )
 

@@ -1,6 +1,10 @@
 // Package streams declares wagate's JetStream streams and consumer (design §5)
 // and creates or updates them idempotently. The ingress, the worker and the
 // operator's command line all call Ensure, so any of them may start first.
+//
+// A program embedding the ingress or the worker sets ingest.Config.Streams
+// and worker.Config.Streams with a Config from here, and matches ErrConflict
+// with errors.Is on the error of their Run.
 package streams
 
 import (
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wagate/wagate/messages"
 )
 
 // Defaults (design §5).
@@ -26,7 +32,7 @@ const (
 
 	// EventsSubjectPrefix prefixes every event subject:
 	// wagate.events.<provider>.<kind>.<account>.
-	EventsSubjectPrefix = "wagate.events"
+	EventsSubjectPrefix = messages.SubjectPrefix
 	// DLQSubjectPrefix prefixes every dead-letter subject: wagate.dlq.<original subject minus "wagate.events.">.
 	DLQSubjectPrefix = "wagate.dlq"
 )
@@ -170,13 +176,26 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 	for _, sc := range []jetstream.StreamConfig{c.EventsStream(), c.DLQStream()} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode != 0 && apiErr.Code == 400 {
+			if errors.As(err, &apiErr) && conflict(apiErr) {
 				return fmt.Errorf("%w: stream %s: %v", ErrConflict, sc.Name, err)
 			}
 			return fmt.Errorf("streams: stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// errCodeStreamInvalidConfig is nats-server's JSStreamInvalidConfigF
+// (server/errors.json): a stream configuration the server refuses, among
+// them an update that changes the storage type. It comes with HTTP-like
+// code 500, not 400.
+const errCodeStreamInvalidConfig jetstream.ErrorCode = 10052
+
+// conflict reports whether a CreateOrUpdateStream error means the live
+// stream cannot take the wanted configuration: a 400 with a JetStream error
+// code (name in use, subjects overlap, …) or an invalid update.
+func conflict(e *jetstream.APIError) bool {
+	return e.ErrorCode == errCodeStreamInvalidConfig || (e.ErrorCode != 0 && e.Code == 400)
 }
 
 // EnsureConsumer creates or updates the workers' durable consumer on the
