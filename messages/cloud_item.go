@@ -30,7 +30,7 @@ func (p *cloudParser) item(kind Kind, dir string, isStatus bool, at *placement, 
 	ev.Timestamp = unixSeconds(lookup(ms, "timestamp"))
 	ev.Errors = providerErrors(lookup(ms, "errors"))
 	usable := idOK && id != "" && !strings.ContainsRune(id, '\uFFFD')
-	var rest []string // the id parts after the wamid or call id
+	ref := CloudRef{Kind: kind, Account: ev.Account, Field: at.field, ID: id}
 	switch {
 	case isStatus:
 		ev.Type = stringOf(lookup(ms, "type"))
@@ -38,20 +38,15 @@ func (p *cloudParser) item(kind Kind, dir string, isStatus bool, at *placement, 
 		status, ok := decodeString(lookup(ms, "status"))
 		ev.Status = status
 		usable = usable && ok && status != ""
-		rest = []string{status}
-		if kind == KindCall {
-			rest = []string{"status", status}
-		}
-		if pt := groupParticipant(ms); pt != "" {
-			rest = append(rest, pt)
-		}
+		ref.Status = status
+		ref.Participant = groupParticipant(ms)
 	case kind == KindCall:
 		event, ok := decodeString(lookup(ms, "event"))
 		ev.Type = event
 		ev.Status = stringOf(lookup(ms, "status"))
 		ev.From = stringOf(lookup(ms, "from"))
 		usable = usable && ok && event != ""
-		rest = []string{"event", event}
+		ref.CallEvent = event
 	default:
 		ev.Type = stringOf(lookup(ms, "type"))
 		ev.From = stringOf(lookup(ms, "from"))
@@ -59,10 +54,8 @@ func (p *cloudParser) item(kind Kind, dir string, isStatus bool, at *placement, 
 			ev.From = stringOf(lookup(ms, "to"))
 		}
 		if ev.Type == "reaction" {
-			// A reaction and its removal (no or an empty emoji) are two
-			// events, even where they share an id.
 			rc, _ := members(lookup(ms, "reaction"))
-			rest = []string{"reaction", stringOf(lookup(rc, "emoji"))}
+			ref.Reaction, ref.Emoji = true, stringOf(lookup(rc, "emoji"))
 		}
 	}
 	ev.Context.Contact = contacts.match(ev.From)
@@ -71,8 +64,7 @@ func (p *cloudParser) item(kind Kind, dir string, isStatus bool, at *placement, 
 		ev.Fallback = true
 		ev.Identity = fallbackIdentity(&ev)
 	} else {
-		parts := append([]string{ProviderCloud, string(kind), ev.Account, at.field, id}, rest...)
-		ev.Identity = Identity(parts...)
+		ev.Identity = ref.Identity()
 	}
 	p.add(ev)
 	return true

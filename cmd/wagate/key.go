@@ -52,18 +52,11 @@ func resolveKey(arg string, r eventRef) (key, identity string, err error) {
 	if r.account == "" {
 		return "", "", fmt.Errorf("%q is not a key; a wamid needs --account <phone_number_id>", arg)
 	}
-	field := r.field
-	if field == "" {
-		field = "messages"
-		if messages.Kind(r.kind) == messages.KindCall {
-			field = "calls"
-		}
-	}
-	parts := []string{messages.ProviderCloud, r.kind, r.account, field, arg}
 	if r.participant != "" && messages.Kind(r.kind) != messages.KindStatus {
 		return "", "", fmt.Errorf("--participant applies to --kind status, not %s", r.kind)
 	}
-	switch messages.Kind(r.kind) {
+	ref := messages.CloudRef{Kind: messages.Kind(r.kind), Account: r.account, Field: r.field, ID: arg, Participant: r.participant}
+	switch ref.Kind {
 	case messages.KindMessage:
 		if r.second != "" {
 			return "", "", fmt.Errorf("--status applies to --kind status or call, not message")
@@ -72,21 +65,14 @@ func resolveKey(arg string, r eventRef) (key, identity string, err error) {
 		if r.second == "" {
 			return "", "", fmt.Errorf("--kind %s needs --status (the status value or the call event): each is an event of its own", r.kind)
 		}
-		switch {
-		case messages.Kind(r.kind) == messages.KindStatus:
-			parts = append(parts, r.second)
-			if r.participant != "" {
-				parts = append(parts, r.participant)
-			}
-		case r.second == "connect" || r.second == "terminate":
-			parts = append(parts, "event", r.second)
-		default:
-			parts = append(parts, "status", r.second)
+		ref.Status = r.second
+		if ref.Kind == messages.KindCall && (r.second == "connect" || r.second == "terminate") {
+			ref.Status, ref.CallEvent = "", r.second
 		}
 	default:
 		return "", "", fmt.Errorf("--kind %q: want message, status or call (other kinds have no id; use their key)", r.kind)
 	}
-	identity = messages.Identity(parts...)
+	identity = ref.Identity()
 	return messages.KeyOf(identity), identity, nil
 }
 
