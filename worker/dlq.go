@@ -69,12 +69,7 @@ type letter struct {
 // (a duplicate PubAck counts: it is stored). cause labels the metric.
 func (w *Worker) deadLetter(ctx context.Context, l letter, cause string) error {
 	msg := nats.NewMsg(streams.DLQSubject(l.subject))
-	for k, vs := range l.header {
-		if len(k) >= 5 && strings.EqualFold(k[:5], "Nats-") {
-			continue
-		}
-		msg.Header[k] = append([]string(nil), vs...)
-	}
+	msg.Header = copyHeader(l.header, func(string) bool { return false })
 	if id := l.header.Get(nats.MsgIdHdr); id != "" {
 		msg.Header.Set(HeaderOriginalMsgID, id)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,21 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wagate/wagate/messages"
-	"github.com/wagate/wagate/messages/streams"
 	"github.com/wagate/wagate/worker"
 )
-
-// HeaderRequeuedFrom marks an event that "wagate dlq requeue" put back into
-// the events stream: the dead letter's sequence in the dead-letter stream, in
-// decimal.
-const HeaderRequeuedFrom = "Wagate-Requeued-From"
-
-// dlqHeaders are the headers the worker adds to a dead letter; requeue drops
-// them.
-var dlqHeaders = []string{
-	worker.HeaderError, worker.HeaderDeliveries, worker.HeaderOriginalStream, worker.HeaderOriginalSubject,
-	worker.HeaderOriginalSequence, worker.HeaderOriginalMsgID, worker.HeaderFailedAt,
-}
 
 // letter is one dead letter, read from the dead-letter stream.
 type letter struct {
@@ -51,38 +39,10 @@ type letter struct {
 // readLetter interprets a dead letter's headers (and payload, when they do
 // not name the key or kind).
 func readLetter(seq uint64, subject string, stored time.Time, h nats.Header, data []byte) letter {
-	l := letter{seq: seq, subject: subject, stored: stored, header: h, data: data,
-		key:         h.Get(worker.HeaderOriginalMsgID),
-		kind:        h.Get(messages.HeaderKind),
-		reason:      h.Get(worker.HeaderError),
-		deliveries:  h.Get(worker.HeaderDeliveries),
-		origSubject: h.Get(worker.HeaderOriginalSubject),
-		origSeq:     h.Get(worker.HeaderOriginalSequence),
-	}
-	if (l.key == "" || l.kind == "") && len(data) > 0 {
-		if ev, err := messages.Decode(data); err == nil {
-			l.key = cmpOr(l.key, ev.Key)
-			l.kind = cmpOr(l.kind, string(ev.Kind))
-		}
-	}
-	if t, err := time.Parse(time.RFC3339Nano, h.Get(worker.HeaderFailedAt)); err == nil {
-		l.failedAt = t
-	} else {
-		l.failedAt = stored
-	}
-	// Put it back only inside the events stream, whatever the header says.
-	if !strings.HasPrefix(l.origSubject, streams.EventsSubjectPrefix+".") {
-		rest, _ := strings.CutPrefix(subject, streams.DLQSubjectPrefix+".")
-		l.origSubject = streams.EventsSubjectPrefix + "." + rest
-	}
-	return l
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	d := worker.ReadDeadLetter(subject, stored, h, data)
+	return letter{seq: seq, subject: subject, stored: stored, header: h, data: data,
+		key: d.Key, kind: d.Kind, reason: d.Reason, deliveries: d.Deliveries,
+		origSubject: d.OriginalSubject, origSeq: d.OriginalSequence, failedAt: d.FailedAt}
 }
 
 // dlqFilter selects dead letters: by sequence, or by subject, key and
@@ -232,8 +192,8 @@ combine: --subject, --key, --reason. A summary line ends the list.`,
 func printLetters(w io.Writer, ls []letter, now time.Time) {
 	fmt.Fprintf(w, "%-8s %-5s %-10s %-8s %-25s %-9s %s\n", "SEQ", "AGE", "DELIVERIES", "KIND", "KEY", "ORIG-SEQ", "REASON")
 	for _, l := range ls {
-		fmt.Fprintf(w, "%-8d %-5s %-10s %-8s %-25s %-9s %s\n", l.seq, ago(l.failedAt, now), cmpOr(l.deliveries, "-"),
-			cmpOr(l.kind, "-"), cmpOr(l.key, "-"), cmpOr(l.origSeq, "-"), cut(l.reason, 100))
+		fmt.Fprintf(w, "%-8d %-5s %-10s %-8s %-25s %-9s %s\n", l.seq, ago(l.failedAt, now), cmp.Or(l.deliveries, "-"),
+			cmp.Or(l.kind, "-"), cmp.Or(l.key, "-"), cmp.Or(l.origSeq, "-"), cut(l.reason, 100))
 	}
 }
 
@@ -350,7 +310,7 @@ Select by sequence (arguments), or with --all, --subject, --key, --reason.`,
 				seq, err := requeue(cmd.Context(), o, st, l)
 				if err != nil {
 					failed++
-					fmt.Fprintf(out, "dead letter %d (%s): not requeued: %v\n", l.seq, cmpOr(l.key, "-"), err)
+					fmt.Fprintf(out, "dead letter %d (%s): not requeued: %v\n", l.seq, cmp.Or(l.key, "-"), err)
 					continue
 				}
 				requeued++
@@ -383,14 +343,9 @@ func requeue(ctx context.Context, o *ops, st jetstream.Stream, l letter) (uint64
 		return 0, fmt.Errorf("payload is not an event (%v); left in the dead-letter stream", err)
 	}
 	msg := nats.NewMsg(l.origSubject)
-	for k, vs := range l.header {
-		if len(k) >= 5 && strings.EqualFold(k[:5], "Nats-") || slices.Contains(dlqHeaders, k) || k == HeaderRequeuedFrom {
-			continue
-		}
-		msg.Header[k] = append([]string(nil), vs...)
-	}
+	msg.Header = worker.RequeueHeader(l.header)
 	seqText := strconv.FormatUint(l.seq, 10)
-	msg.Header.Set(HeaderRequeuedFrom, seqText)
+	msg.Header.Set(worker.HeaderRequeuedFrom, seqText)
 	msg.Data = l.data
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

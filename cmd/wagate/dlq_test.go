@@ -129,7 +129,7 @@ func TestDLQ(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got, want := m.Header.Get(nats.MsgIdHdr), a.Key+":requeue:"+strconv.FormatUint(dlqA, 10); got != want || m.Subject != messages.Subject(a) ||
-			m.Header.Get(HeaderRequeuedFrom) != strconv.FormatUint(dlqA, 10) || m.Header.Get(worker.HeaderError) != "" {
+			m.Header.Get(worker.HeaderRequeuedFrom) != strconv.FormatUint(dlqA, 10) || m.Header.Get(worker.HeaderError) != "" {
 			t.Errorf("requeued message: subject %s, headers %v; want Nats-Msg-Id %s on %s without the dead-letter headers", m.Subject, m.Header, want, messages.Subject(a))
 		}
 		if _, err := e.wagate("dlq", "requeue"); !errorContains(err, "name dead letters") {

@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +21,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wagate/wagate/ingest"
+	"github.com/wagate/wagate/messages"
 )
 
 // sendSamples holds the built-in Cloud API payloads that "wagate send" posts
@@ -283,14 +283,6 @@ func sendBuiltins() ([]sendPayload, error) {
 	return out, nil
 }
 
-// sendSignature returns the X-Hub-Signature-256 value of body:
-// "sha256=" and the hex HMAC-SHA256 of the exact bytes under secret.
-func sendSignature(secret string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
-
 // sendAll posts every payload opts.repeat times, with at most
 // opts.concurrency requests in flight, printing one line per request as it
 // completes and a summary at the end. It returns an error when a request
@@ -361,7 +353,11 @@ func sendOne(ctx context.Context, client *http.Client, opts sendOptions, p *send
 		return r
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Hub-Signature-256", sendSignature(opts.secret, p.body))
+	// The Cloud API's signature headers, as the ingress checks them.
+	if err := ingest.SignRequest(req.Header, messages.ProviderCloud, p.body, opts.secret); err != nil {
+		r.err = err
+		return r
+	}
 	req.Header.Set("User-Agent", "wagate-send")
 
 	start := time.Now()
