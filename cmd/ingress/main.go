@@ -18,6 +18,7 @@ import (
 	"github.com/wagate/wagate/internal/config"
 	"github.com/wagate/wagate/internal/connect"
 	"github.com/wagate/wagate/internal/logging"
+	"github.com/wagate/wagate/internal/wiring"
 )
 
 func main() {
@@ -74,27 +75,7 @@ func run(ctx context.Context, cfg config.Config) error {
 	defer svc.Close()
 	log := svc.Log
 
-	srv, err := ingest.New(ingest.Config{
-		Addr:            cfg.HTTPAddr,
-		AdminAddr:       cfg.AdminAddr,
-		AppSecrets:      cfg.Secrets(),
-		WASenderSecrets: cfg.WASenderSecretList(),
-		WAHAKeys:        cfg.WAHAKeyList(),
-		EvolutionTokens: cfg.EvolutionTokenList(),
-		RepeatWindow:    cfg.RepeatWindow,
-		VerifyToken:     cfg.MetaVerifyToken,
-		Insecure:        cfg.InsecureNoSecret,
-		BodyLimit:       cfg.BodyLimit,
-		BodyMemory:      cfg.BodyMemory,
-		MaxEvents:       cfg.MaxEvents,
-		LogSampleRate:   cfg.LogSampleRate,
-		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
-		PublishTimeout:  cfg.PublishTimeout,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Streams:         connect.Streams(cfg),
-		Logger:          log,
-		Registerer:      svc.Registry,
-	}, svc.Store, svc.JS)
+	srv, err := ingest.New(wiring.Ingest(cfg, log, svc.Registry), svc.Store, svc.JS)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/internal/logging"
 	"github.com/wagate/wagate/internal/redact"
+	"github.com/wagate/wagate/internal/wiring"
 	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/worker"
 )
@@ -126,42 +127,19 @@ func runDev(ctx context.Context, out io.Writer) error {
 	defer connect.StartCleanup(store, log)()
 
 	reg := prometheus.NewRegistry()
-	srv, err := ingest.New(ingest.Config{
-		Addr:            cfg.HTTPAddr,
-		AdminAddr:       cfg.AdminAddr,
-		AppSecrets:      devAppSecrets(cfg, secrets),
-		WASenderSecrets: cfg.WASenderSecretList(),
-		WAHAKeys:        cfg.WAHAKeyList(),
-		EvolutionTokens: cfg.EvolutionTokenList(),
-		RepeatWindow:    cfg.RepeatWindow,
-		VerifyToken:     secrets.VerifyToken,
-		BodyLimit:       cfg.BodyLimit,
-		BodyMemory:      cfg.BodyMemory,
-		MaxEvents:       cfg.MaxEvents,
-		LogSampleRate:   cfg.LogSampleRate,
-		RedisPolicy:     ingest.Policy(cfg.RedisPolicy),
-		PublishTimeout:  cfg.PublishTimeout,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Streams:         connect.Streams(cfg),
-		Logger:          log,
-		Registerer:      reg,
-	}, store, js)
+	icfg := wiring.Ingest(cfg, log, reg)
+	icfg.AppSecrets = devAppSecrets(cfg, secrets)
+	icfg.VerifyToken = secrets.VerifyToken
+	icfg.Insecure = false
+	srv, err := ingest.New(icfg, store, js)
 	if err != nil {
 		return err
 	}
-	var h worker.Handler = worker.NewLog(log)
-	if cfg.Handler == "forward" {
-		h = forward.New(cfg)
+	h, err := forward.Handler(cfg, log)
+	if err != nil {
+		return err
 	}
-	w, err := worker.New(worker.Config{
-		Streams:         connect.Streams(cfg),
-		Concurrency:     cfg.WorkerConcurrency,
-		Order:           worker.Order(cfg.Order),
-		LockTTL:         cfg.LockTTL,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          log,
-		Registerer:      reg,
-	}, js, store, h)
+	w, err := worker.New(wiring.Worker(cfg, log, reg), js, store, h)
 	if err != nil {
 		return err
 	}

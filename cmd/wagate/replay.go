@@ -277,14 +277,6 @@ func (p *replayProgress) finish() {
 	}
 }
 
-// replayHandler builds the handler the worker would run, from the configuration.
-func replayHandler(o *ops) worker.Handler {
-	if o.cfg.Handler == "forward" {
-		return forward.New(o.cfg)
-	}
-	return worker.NewLog(o.log)
-}
-
 func runReplay(ctx context.Context, out, errOut io.Writer, opts replayOptions, sel replaySelection) error {
 	o, err := openOps(ctx, "wagate-replay", true)
 	if err != nil {
@@ -303,11 +295,15 @@ func runReplay(ctx context.Context, out, errOut io.Writer, opts replayOptions, s
 		if opts.verbose {
 			level = slog.LevelInfo
 		}
+		h, herr := forward.Handler(o.cfg, o.log) // the handler the worker would run
+		if herr != nil {
+			return herr
+		}
 		w, err = worker.New(worker.Config{
 			Streams: o.sc,
 			LockTTL: o.cfg.LockTTL,
 			Logger:  slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level})),
-		}, o.js, o.store, replayHandler(o))
+		}, o.js, o.store, h)
 		if err != nil {
 			return err
 		}

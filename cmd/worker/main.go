@@ -28,6 +28,7 @@ import (
 	"github.com/wagate/wagate/internal/connect"
 	"github.com/wagate/wagate/internal/forward"
 	"github.com/wagate/wagate/internal/logging"
+	"github.com/wagate/wagate/internal/wiring"
 	"github.com/wagate/wagate/worker"
 )
 
@@ -88,25 +89,11 @@ func run(ctx context.Context, cfg config.Config) error {
 	defer svc.Close()
 	log := svc.Log
 
-	var h worker.Handler
-	switch cfg.Handler {
-	case "forward":
-		h = forward.New(cfg)
-	case "log":
-		h = worker.NewLog(log)
-	default: // config.CheckWorker refuses any other
-		return fmt.Errorf("worker: handler %q", cfg.Handler)
+	h, err := forward.Handler(cfg, log) // config.CheckWorker has required WAGATE_HANDLER
+	if err != nil {
+		return err
 	}
-
-	w, err := worker.New(worker.Config{
-		Streams:         connect.Streams(cfg),
-		Concurrency:     cfg.WorkerConcurrency,
-		Order:           worker.Order(cfg.Order),
-		LockTTL:         cfg.LockTTL,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          log,
-		Registerer:      svc.Registry,
-	}, svc.JS, svc.Store, h)
+	w, err := worker.New(wiring.Worker(cfg, log, svc.Registry), svc.JS, svc.Store, h)
 	if err != nil {
 		return err
 	}

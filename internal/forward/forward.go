@@ -4,6 +4,8 @@
 package forward
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -44,4 +46,18 @@ func New(c config.Config) *worker.Forward {
 	}
 	f.Sign = ingest.SignRequest
 	return f
+}
+
+// Handler returns the handler WAGATE_HANDLER names: the forward handler
+// (New) for "forward", the log handler writing to log for "log" or "" (the
+// commands that require a handler check that first), else an error naming
+// the accepted values.
+func Handler(c config.Config, log *slog.Logger) (worker.Handler, error) {
+	switch c.Handler {
+	case "forward":
+		return New(c), nil
+	case "log", "":
+		return worker.NewLog(log), nil
+	}
+	return nil, fmt.Errorf("WAGATE_HANDLER=%q: want forward or log", c.Handler)
 }
