@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/dedupe"
-	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -203,5 +202,11 @@ func lock(ttl time.Duration) dedupe.BeginOptions { return dedupe.BeginOptions{TT
 // eventually polls cond until it holds, bounded by ExpiryWait.
 func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
 	t.Helper()
-	testenv.Eventually(t, ExpiryWait, cond, msg, args...)
+	deadline := time.Now().Add(ExpiryWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v: "+msg, append([]any{ExpiryWait}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
