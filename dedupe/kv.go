@@ -17,7 +17,7 @@ import (
 const DefaultKVBucket = "wagate_dedupe"
 
 // kvDefaultHorizon is the horizon when KVOptions.Horizon is zero.
-const kvDefaultHorizon = 7 * 24 * time.Hour
+const kvDefaultHorizon = DefaultHorizon
 
 // KVOptions configure NewKV. The zero value is the documented default for
 // every field.
@@ -28,8 +28,7 @@ type KVOptions struct {
 	Bucket string
 	// Horizon is how long a key's state is kept after its last write: the
 	// buckets' TTL (stream MaxAge). At least 100 ms (the server's minimum
-	// MaxAge). Zero or negative means 168 h (7 days, as long as Meta retries
-	// a failed delivery).
+	// MaxAge). Zero or negative means DefaultHorizon.
 	Horizon time.Duration
 	// Replicas is the number of copies of each bucket: 1 for a single
 	// server, 3 (or 5) for a cluster. Default 1; zero means the default.

@@ -11,9 +11,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// redisDefaultHorizon is the horizon when RedisOptions.Horizon is zero: 7
-// days, as long as Meta retries a failed delivery.
-const redisDefaultHorizon = 7 * 24 * time.Hour
+// DefaultHorizon is the default dedupe horizon of every store: 7 days, as
+// long as Meta retries a failed delivery (WhatsApp Cloud API, "Webhooks"
+// overview: retries "for up to 7 days"). It is the single source of that
+// figure: streams.DefaultMaxAge and WAGATE_DEDUPE_HORIZON's and
+// WAGATE_STREAM_MAX_AGE's defaults equal it (checked by internal/config's
+// tests).
+const DefaultHorizon = 7 * 24 * time.Hour
+
+// redisDefaultHorizon is the horizon when RedisOptions.Horizon is zero.
+const redisDefaultHorizon = DefaultHorizon
 
 // RedisOptions configure NewRedis. The zero value is a valid configuration.
 type RedisOptions struct {
@@ -21,8 +28,7 @@ type RedisOptions struct {
 	// the TTL of every state key, set by Claim (or by Begin on a key that had
 	// none) and kept by every later transition. Within the horizon a key is
 	// never processed twice; after it, the key is forgotten. It is rounded up
-	// to a whole millisecond. Zero or negative means 168h (7 days,
-	// as long as Meta retries a failed delivery).
+	// to a whole millisecond. Zero or negative means DefaultHorizon.
 	Horizon time.Duration
 	// Prefix is prepended to every Redis key name this store writes, for
 	// sharing a database with other applications (for example "wg:"). Every
@@ -173,7 +179,7 @@ func (r *Redis) Claim(ctx context.Context, owner string, keys []string) ([]Claim
 	return claims, nil
 }
 
-// Accept moves each claim's key to Accepted ("a", keeping its TTL) where the
+// Accept moves each claim's key to Accepted ("1", keeping its TTL) where the
 // state is still the claim's Token, in one round trip. Claims with an empty
 // Token, or one that is not a pending value, are skipped; a key whose state
 // has moved on (accepted, begun, done, expired, claimed again) is left as it
@@ -218,7 +224,7 @@ func (r *Redis) compareAndSet(ctx context.Context, op string, s *redis.Script, c
 // if the key is done (unless opts.Force), else ErrBusy if another holder has
 // the lock, else a Lease with a new random token and fencing number: one more
 // than the last one issued for the key (1 for the first), written into the
-// state as "a<fence>". The state keeps its TTL, or gets the horizon if it had
+// state as Accepted, 10 × fence + 1. The state keeps its TTL, or gets the horizon if it had
 // none: Begin works on an absent key (Redis lost it, or the ingress published
 // without claiming) and creates its state. Other errors are wrapped:
 // ErrInvalidKey, a TTL that is not positive, or Redis's.
@@ -264,7 +270,7 @@ func (r *Redis) Extend(ctx context.Context, l Lease, ttl time.Duration) error {
 	return r.lockOp(ctx, "extend", l, scriptExtend, []string{lock}, l.Token, redisMillis(ttl))
 }
 
-// Finish marks the key done ("d<fence>", keeping its TTL, or the horizon if
+// Finish marks the key done (10 × fence + 2, keeping its TTL, or the horizon if
 // it had none) and deletes the lock, in one round trip, if l still holds the
 // lock; else it returns ErrLockLost and changes nothing. Other errors are
 // wrapped: ErrInvalidKey or Redis's.

@@ -42,7 +42,7 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second // Config.ReadHeaderTimeout
 	DefaultWriteTimeout      = 30 * time.Second // Config.WriteTimeout
 	DefaultIdleTimeout       = 2 * time.Minute  // Config.IdleTimeout
-	DefaultShutdownTimeout   = 20 * time.Second // Config.ShutdownTimeout
+	DefaultShutdownTimeout   = 25 * time.Second // Config.ShutdownTimeout; WAGATE_SHUTDOWN_TIMEOUT's default
 )
 
 // Policy says what the ingress does when the dedupe store fails to claim.
@@ -169,7 +169,7 @@ type Config struct {
 	// request. Default 120 s.
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of Run: the time given to
-	// requests in flight to finish once the context is cancelled. Default 20 s.
+	// requests in flight to finish once the context is cancelled. Default 25 s.
 	ShutdownTimeout time.Duration
 
 	// Owner names this process in the claims it writes, for operators

@@ -1,7 +1,10 @@
 // Package config reads wagate's configuration from WAGATE_* environment
 // variables for the three commands (ingress, worker, wagate). Every variable,
 // its default and its unit is listed in the README's configuration table;
-// the struct tags below are the single source of those defaults.
+// the struct tags below are the single source of those defaults, except
+// where a tag repeats a package's own default (the dedupe horizon is
+// dedupe.DefaultHorizon, the shutdown timeout ingest's and worker's
+// DefaultShutdownTimeout): defaults_test.go checks those agree.
 package config
 
 import (

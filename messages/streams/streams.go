@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/messages"
 )
 
@@ -24,7 +25,7 @@ const (
 	DefaultEvents          = "WAGATE_EVENTS"
 	DefaultDLQ             = "WAGATE_DLQ"
 	DefaultConsumer        = "wagate-workers"
-	DefaultMaxAge          = 7 * 24 * time.Hour
+	DefaultMaxAge          = dedupe.DefaultHorizon // replay reaches as far back as dedupe remembers
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultAckWait         = 30 * time.Second
 	DefaultMaxDeliver      = 10
@@ -52,7 +53,7 @@ type Config struct {
 	Consumer string
 	// Replicas of each stream: 1 for a single server, 3 for a cluster. Default 1.
 	Replicas int
-	// MaxAge is how long events are kept for replay. Default 7 days.
+	// MaxAge is how long events are kept for replay. Default DefaultMaxAge.
 	MaxAge time.Duration
 	// DuplicateWindow is JetStream's Nats-Msg-Id dedupe window. Default 2 minutes.
 	DuplicateWindow time.Duration
@@ -64,7 +65,9 @@ type Config struct {
 	MaxDeliver int
 	// MaxAckPending bounds unacknowledged messages across all workers. Default 1000.
 	MaxAckPending int
-	// BackOff is the redelivery schedule. Default DefaultBackOff.
+	// BackOff is the redelivery schedule after a failed handler, applied by
+	// the worker's NakWithDelay (see Delay), not by JetStream. Default
+	// DefaultBackOff.
 	BackOff []time.Duration
 }
 
@@ -147,9 +150,11 @@ func (c Config) DLQStream() jetstream.StreamConfig {
 	}
 }
 
-// ConsumerConfig is the workers' durable pull consumer's configuration.
-// Redeliveries after a Nak are delayed by the worker (NakWithDelay); BackOff
-// here applies to AckWait expiries, so its first step is AckWait.
+// ConsumerConfig is the workers' durable pull consumer's configuration. It
+// sets no JetStream BackOff: a delivery whose handler failed is Nak'd by the
+// worker with the delay Config.Delay gives (NakWithDelay, from
+// Config.BackOff), and a delivery nobody acknowledged is redelivered after
+// AckWait.
 func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
 	c = c.WithDefaults()
 	return jetstream.ConsumerConfig{
