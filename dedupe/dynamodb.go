@@ -43,8 +43,8 @@ type DynamoDBOptions struct {
 	// Horizon is how long a key's state is kept after it is first written.
 	// The item's expiry is its TTL attribute x, in whole Unix seconds
 	// (DynamoDB's unit), rounded down: a key is forgotten up to 1 s before
-	// the horizon ends. Zero or negative means 168h (7 days, as long as Meta
-	// retries a failed delivery); less than 1 s means 1 s.
+	// the horizon ends. Zero or negative means DefaultHorizon; less than
+	// 1 s means 1 s.
 	Horizon time.Duration
 	// Parallel is how many conditional writes one Claim, Accept or Release
 	// keeps in flight. Zero means 32.
@@ -126,7 +126,7 @@ func NewDynamoDB(c *dynamodb.Client, opts DynamoDBOptions) *DynamoDB {
 	h := opts.Horizon
 	switch {
 	case h <= 0:
-		h = redisDefaultHorizon
+		h = DefaultHorizon
 	case h < dynamoMinHorizon:
 		h = dynamoMinHorizon
 	}

@@ -33,8 +33,7 @@ type PostgresOptions struct {
 	Table string
 	// Horizon is how long a key's state is kept after it is first written
 	// (the expires_at of its row, kept by every later transition). Zero or
-	// negative means 168h (7 days, as long as Meta retries a failed
-	// delivery). It is rounded up to a whole millisecond.
+	// negative means DefaultHorizon. It is rounded up to a whole millisecond.
 	Horizon time.Duration
 	// CleanupInterval is how often RunCleanup deletes expired rows. Zero
 	// means 1 minute.
@@ -122,7 +121,7 @@ func NewPostgres(pool *pgxpool.Pool, opts PostgresOptions) (*Postgres, error) {
 	}
 	h := opts.Horizon
 	if h <= 0 {
-		h = redisDefaultHorizon
+		h = DefaultHorizon
 	}
 	p := &Postgres{pool: pool, t: t, tableOpt: opts.Table, horizonMs: redisMillis(h),
 		interval: opts.CleanupInterval, batch: opts.CleanupBatch}
