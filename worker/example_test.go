@@ -3,9 +3,11 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,7 +34,10 @@ func saveOrder(ctx context.Context, key string, fence int64, ev messages.Event) 
 }
 
 // A Go program embeds the worker with its own Handler: configure, build,
-// run until SIGTERM, exit.
+// run until SIGTERM, exit. This example is compiled, not run: it serves
+// until a signal, against the NATS and Redis of the machine it runs on.
+// TestEmbedderNamesStreamConfigAndConflict runs the same calls against test
+// servers.
 func Example() {
 	nc, err := nats.Connect(nats.DefaultURL)
 	if err != nil {
@@ -78,9 +83,28 @@ func Example() {
 }
 
 // Forward posts every event to the operator's own endpoint, with the
-// Idempotency-Key and Wagate-Fencing-Token headers.
+// Idempotency-Key and Wagate-Fencing-Token headers. The endpoint here is a
+// test server that prints what it receives.
 func ExampleNewForward() {
-	f := worker.NewForward("https://orders.example.com/whatsapp", &http.Client{Timeout: 10 * time.Second})
-	f.Header = http.Header{"Authorization": {"Bearer " + os.Getenv("ORDERS_TOKEN")}}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println(r.Method, r.Header.Get("Authorization"))
+		fmt.Println(worker.HeaderIdempotencyKey+":", r.Header.Get(worker.HeaderIdempotencyKey))
+		fmt.Println(worker.HeaderFencingToken+":", r.Header.Get(worker.HeaderFencingToken))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer app.Close()
+
+	f := worker.NewForward(app.URL+"/whatsapp", &http.Client{Timeout: 10 * time.Second})
+	f.Header = http.Header{"Authorization": {"Bearer orders-token"}}
 	var _ worker.Handler = f
+
+	ev := messages.Event{Provider: messages.ProviderCloud, Kind: messages.KindMessage,
+		Key: messages.KeyOf("cloud|message|106540352242922|messages|wamid.A"), Item: []byte(`{"id":"wamid.A"}`)}
+	ctx := worker.WithRun(context.Background(), worker.Run{Fence: 3, Delivery: 1})
+	fmt.Println("error:", f.Handle(ctx, ev))
+	// Output:
+	// POST Bearer orders-token
+	// Idempotency-Key: wa:fao9ISN7iXmqmmodxz7bEA
+	// Wagate-Fencing-Token: 3
+	// error: <nil>
 }

@@ -62,77 +62,89 @@ func heartbeatWorker(t *testing.T, s dedupe.Store) *Worker {
 }
 
 func TestHeartbeatExtends(t *testing.T) {
-	s := &extendStore{}
-	w := heartbeatWorker(t, s)
-	var p progress
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
-	testenv.Eventually(t, 5*time.Second, func() bool { return s.count() >= 3 && p.n.Load() >= 3 }, "no heartbeats")
-	hb.halt()
-	if ctx.Err() != nil {
-		t.Fatalf("run cancelled while the lock was held: %v", context.Cause(ctx))
-	}
+	// Time is simulated: the beats come without waiting for them.
+	synctest.Test(t, func(t *testing.T) {
+		s := &extendStore{}
+		w := heartbeatWorker(t, s)
+		var p progress
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
+		testenv.Eventually(t, 5*time.Second, func() bool { return s.count() >= 3 && p.n.Load() >= 3 }, "no heartbeats")
+		hb.halt()
+		if ctx.Err() != nil {
+			t.Fatalf("run cancelled while the lock was held: %v", context.Cause(ctx))
+		}
+	})
 }
 
 func TestHeartbeatLockLost(t *testing.T) {
-	s := &extendStore{err: dedupe.ErrLockLost}
-	w := heartbeatWorker(t, s)
-	var p progress
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
-	defer hb.halt()
-	testenv.Eventually(t, 5*time.Second, func() bool { return ctx.Err() != nil }, "run not cancelled")
-	if cause := context.Cause(ctx); !errors.Is(cause, dedupe.ErrLockLost) {
-		t.Fatalf("cause %v, want ErrLockLost", cause)
-	}
-	// It stops extending but keeps the message in progress.
-	calls, sent := s.count(), p.n.Load()
-	testenv.Eventually(t, 5*time.Second, func() bool { return p.n.Load() >= sent+2 }, "InProgress stopped")
-	if s.count() != calls {
-		t.Errorf("Extend called %d more times after the lock was lost", s.count()-calls)
-	}
+	// Time is simulated: the beats come without waiting for them.
+	synctest.Test(t, func(t *testing.T) {
+		s := &extendStore{err: dedupe.ErrLockLost}
+		w := heartbeatWorker(t, s)
+		var p progress
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
+		defer hb.halt()
+		testenv.Eventually(t, 5*time.Second, func() bool { return ctx.Err() != nil }, "run not cancelled")
+		if cause := context.Cause(ctx); !errors.Is(cause, dedupe.ErrLockLost) {
+			t.Fatalf("cause %v, want ErrLockLost", cause)
+		}
+		// It stops extending but keeps the message in progress.
+		calls, sent := s.count(), p.n.Load()
+		testenv.Eventually(t, 5*time.Second, func() bool { return p.n.Load() >= sent+2 }, "InProgress stopped")
+		if s.count() != calls {
+			t.Errorf("Extend called %d more times after the lock was lost", s.count()-calls)
+		}
+	})
 }
 
 func TestHeartbeatStoreDownUntilExpiry(t *testing.T) {
-	s := &extendStore{err: errors.New("connection refused")}
-	w := heartbeatWorker(t, s)
-	var p progress
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	taken := time.Now()
-	hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, taken, cancel, w.log)
-	defer hb.halt()
-	testenv.Eventually(t, 5*time.Second, func() bool { return ctx.Err() != nil }, "run not cancelled")
-	if cause := context.Cause(ctx); !errors.Is(cause, errLockExpiring) {
-		t.Fatalf("cause %v, want errLockExpiring", cause)
-	}
-	// It tried more than once before giving up, and gave up before expiry.
-	if n := s.count(); n < 2 {
-		t.Errorf("Extend tried %d times, want several", n)
-	}
-	if got := value(w.metrics.heartbeatErrors.WithLabelValues("extend")); got < 2 {
-		t.Errorf("extend errors %v", got)
-	}
+	// Time is simulated: the beats come without waiting for them.
+	synctest.Test(t, func(t *testing.T) {
+		s := &extendStore{err: errors.New("connection refused")}
+		w := heartbeatWorker(t, s)
+		var p progress
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		taken := time.Now()
+		hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, taken, cancel, w.log)
+		defer hb.halt()
+		testenv.Eventually(t, 5*time.Second, func() bool { return ctx.Err() != nil }, "run not cancelled")
+		if cause := context.Cause(ctx); !errors.Is(cause, errLockExpiring) {
+			t.Fatalf("cause %v, want errLockExpiring", cause)
+		}
+		// It tried more than once before giving up, and gave up before expiry.
+		if n := s.count(); n < 2 {
+			t.Errorf("Extend tried %d times, want several", n)
+		}
+		if got := value(w.metrics.heartbeatErrors.WithLabelValues("extend")); got < 2 {
+			t.Errorf("extend errors %v", got)
+		}
+	})
 }
 
 func TestHeartbeatRecovers(t *testing.T) {
-	s := &extendStore{err: errors.New("timeout")}
-	w := heartbeatWorker(t, s)
-	w.cfg.LockTTL = time.Hour // far from expiry: failures are only retried
-	var p progress
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
-	testenv.Eventually(t, 5*time.Second, func() bool { return s.count() >= 2 }, "no retries")
-	s.set(nil)
-	n := s.count()
-	testenv.Eventually(t, 5*time.Second, func() bool { return s.count() >= n+2 }, "no extension after recovery")
-	hb.halt()
-	if ctx.Err() != nil {
-		t.Fatalf("run cancelled: %v", context.Cause(ctx))
-	}
+	// Time is simulated: the beats come without waiting for them.
+	synctest.Test(t, func(t *testing.T) {
+		s := &extendStore{err: errors.New("timeout")}
+		w := heartbeatWorker(t, s)
+		w.cfg.LockTTL = time.Hour // far from expiry: failures are only retried
+		var p progress
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		hb := w.startHeartbeat(&p, dedupe.Lease{Key: "k", Token: "t", Fence: 1}, time.Now(), cancel, w.log)
+		testenv.Eventually(t, 5*time.Second, func() bool { return s.count() >= 2 }, "no retries")
+		s.set(nil)
+		n := s.count()
+		testenv.Eventually(t, 5*time.Second, func() bool { return s.count() >= n+2 }, "no extension after recovery")
+		hb.halt()
+		if ctx.Err() != nil {
+			t.Fatalf("run cancelled: %v", context.Cause(ctx))
+		}
+	})
 }
 
 // A handler that returns within one Heartbeat costs its heartbeat nothing:

@@ -245,11 +245,15 @@ func TestRedisOutageDoesNotSpendDeliveries(t *testing.T) {
 	ev := e.event()
 	e.publish(ev)
 
-	// Long enough for MaxDeliver deliveries with their BackOff, and the
-	// pulls between them.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && len(e.dlq()) == 0 {
-		time.Sleep(100 * time.Millisecond)
+	// Wait until the store has failed more often than the delivery budget
+	// could pay for, were each failure a Nak (then the event would be a
+	// dead letter by now), or until a dead letter shows up.
+	budget := float64(2*sc.MaxDeliver + 1)
+	testenv.Eventually(t, wait, func() bool {
+		return r.outcomes(outcomeStoreError) >= budget || len(e.dlq()) > 0
+	}, "the worker never tried the dedupe store")
+	if n := len(e.dlq()); n != 0 {
+		t.Fatalf("%d dead letters while the store was down: the outage spent the event's deliveries", n)
 	}
 	if n := ran.Load(); n != 0 {
 		t.Fatalf("handler ran %d times without the lock", n)
