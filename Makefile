@@ -4,7 +4,7 @@ PKGS    ?= ./...
 # Tests start their own servers; see internal/testenv.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build test vet fuzz run clean
+.PHONY: all build test vet lint fuzz run clean
 
 all: build
 
@@ -19,6 +19,11 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# golangci-lint with .golangci.yml; .ci/run installs the version it pins.
+GOLANGCI_LINT ?= golangci-lint
+lint:
+	$(GOLANGCI_LINT) run $(PKGS)
 
 test: vet
 	$(GO) test $(TESTFLAGS) $(PKGS)

@@ -112,10 +112,11 @@ func TestDevRestartKeepsState(t *testing.T) {
 		if m == nil {
 			t.Fatalf("wagate send printed no summary:\n%s", out)
 		}
-		fmt.Sscan(m[1], &requests)
-		fmt.Sscan(m[2], &events)
-		fmt.Sscan(m[3], &accepted)
-		fmt.Sscan(m[4], &duplicates)
+		for i, n := range []*int{&requests, &events, &accepted, &duplicates} {
+			if _, err := fmt.Sscan(m[i+1], n); err != nil {
+				t.Fatalf("summary %q: %v", m[0], err)
+			}
+		}
 		return
 	}
 

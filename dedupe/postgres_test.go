@@ -140,7 +140,7 @@ func TestPostgresCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(context.Background())
+	defer func() { _ = tx.Rollback(context.Background()) }()
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM wagate_dedupe WHERE key = $1 FOR UPDATE`, expired[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promql "github.com/prometheus/prometheus/promql/parser"
 )
@@ -297,7 +298,7 @@ func checkSelector(cat map[string]metric, vs *promql.VectorSelector) []error {
 	}
 	var errs []error
 	for _, lm := range vs.LabelMatchers {
-		if lm.Name == labels.MetricName {
+		if lm.Name == model.MetricNameLabel {
 			continue
 		}
 		if !slices.Contains(m.labels, lm.Name) && !slices.Contains(scrapeLabels, lm.Name) {

@@ -95,7 +95,7 @@ func TestSampler(t *testing.T) {
 	if s.dropped.Load() != int64(1000-allowed) {
 		t.Errorf("dropped %d, want %d", s.dropped.Load(), 1000-allowed)
 	}
-	var none *Sampler = NewSampler(-1)
+	none := NewSampler(-1)
 	if ok, n := none.Allow(); !ok || n != 0 {
 		t.Errorf("nil sampler: %v %d", ok, n)
 	}

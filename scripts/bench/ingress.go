@@ -50,7 +50,6 @@ func benchIngress(ctx context.Context, e *env, o options, name string, perBody i
 		return in, fmt.Errorf("bare loop: %w", err)
 	}
 	in.Floor.CPU = m.stop()
-	ops = nil
 	logf("ingress %s: bare loop %.0f events/s", name, in.Floor.EventsPerS)
 
 	in.Echo = closed(e.echoURL+"/webhooks/whatsapp", o.peakDuration)
