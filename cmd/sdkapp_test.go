@@ -174,10 +174,12 @@ func appBehindWagate(t *testing.T, format string) {
 		"WAGATE_META_VERIFY_TOKEN=e2e-verify",
 		"WAGATE_REPEAT_WINDOW=" + repeatWindow.String(),
 	}
-	port := testenv.FreePort(t)
-	start(t, filepath.Join(dir, "ingress"), "ingress", append(common, fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port))...)
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
+	start(t, filepath.Join(dir, "ingress"), "ingress", append(common,
+		fmt.Sprintf("WAGATE_HTTP_ADDR=127.0.0.1:%d", port),
+		fmt.Sprintf("WAGATE_ADMIN_ADDR=127.0.0.1:%d", adminPort))...)
 	ingress := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitReady(t, ingress+"/readyz")
+	waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 	for i := range 2 {
 		wport := testenv.FreePort(t)
 		start(t, filepath.Join(dir, "worker"), fmt.Sprintf("worker-%d", i), append(common,
