@@ -49,14 +49,8 @@ WAGATE_WAHA_HMAC_KEY or WAGATE_EVOLUTION_TOKEN).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyFlags(cmd.Flags()); err != nil {
-				return err
-			}
-			cfg, err := config.Load()
+			cfg, err := config.LoadFlags(cmd.Flags(), config.Config.CheckIngress)
 			if err != nil {
-				return err
-			}
-			if err := cfg.CheckIngress(); err != nil {
 				return err
 			}
 			return run(cmd.Context(), cfg)

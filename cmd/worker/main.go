@@ -63,14 +63,8 @@ overrides it (WAGATE_FORWARD_URL by --forward-url).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyFlags(cmd.Flags()); err != nil {
-				return err
-			}
-			cfg, err := config.Load()
+			cfg, err := config.LoadFlags(cmd.Flags(), config.Config.CheckWorker)
 			if err != nil {
-				return err
-			}
-			if err := cfg.CheckWorker(); err != nil {
 				return err
 			}
 			return run(cmd.Context(), cfg)

@@ -110,6 +110,23 @@ func ApplyFlags(fs *pflag.FlagSet) error {
 	return nil
 }
 
+// LoadFlags applies the flags of fs (ApplyFlags), loads the configuration
+// (Load) and runs check on it (for example Config.CheckIngress), returning
+// the first error, which names the variable and flag at fault.
+func LoadFlags(fs *pflag.FlagSet, check func(Config) error) (Config, error) {
+	if err := ApplyFlags(fs); err != nil {
+		return Config{}, err
+	}
+	c, err := Load()
+	if err != nil {
+		return Config{}, err
+	}
+	if err := check(c); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
 // explain rewrites the env library's errors, which name Go fields ("parse
 // error on field \"DedupeHorizon\""), into ones naming the variable and its
 // flag, the bad value and what is accepted.
