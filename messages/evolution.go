@@ -142,7 +142,7 @@ func parseEvolution(body []byte, receivedAt time.Time, max int) ([]Event, error)
 		e.each(els, e.deleted)
 	case "call":
 		els, _ := objects(data)
-		e.each(els, e.call)
+		e.each(els, e.baileysCall)
 	case "qrcode.updated", "connection.update", "application.startup", "contacts.set",
 		"contacts.upsert", "contacts.update", "presence.update", "chats.set", "chats.upsert",
 		"chats.update", "chats.delete", "groups.upsert", "groups.update", "group-participants.update",
@@ -296,21 +296,6 @@ func (e evolution) deleted(ms []member, raw []byte) {
 	ev.Status = "deleted"
 	ev.From = evolutionParty(ms)
 	e.status(ev, k)
-}
-
-// call reads one Baileys call object: id, from, status, date.
-func (e evolution) call(ms []member, raw []byte) {
-	id, ok := decodeString(lookup(ms, "id"))
-	ev := e.newEvent(KindCall, raw)
-	ev.Type = "call"
-	ev.Status = strings.ToLower(strings.TrimSpace(stringOf(lookup(ms, "status"))))
-	ev.From = party(stringOf(lookup(ms, "from")))
-	var own int64
-	if t, err := time.Parse(time.RFC3339, stringOf(lookup(ms, "date"))); err == nil {
-		own = t.Unix()
-		ev.Timestamp = own
-	}
-	e.gateway.call(ev, id, usableID(id, ok), own)
 }
 
 // field reads one element of a field event; its subject is the remoteJid,

@@ -347,6 +347,23 @@ func (g *gateway) field(raw []byte, subject string, own int64) {
 	g.add(ev)
 }
 
+// baileysCall reads one Baileys call object (id, from, status, date as
+// RFC 3339), the form both WASenderApi ("call") and Evolution API
+// ("call") send.
+func (g *gateway) baileysCall(ms []member, raw []byte) {
+	id, ok := decodeString(lookup(ms, "id"))
+	ev := g.newEvent(KindCall, raw)
+	ev.Type = "call"
+	ev.Status = strings.ToLower(strings.TrimSpace(stringOf(lookup(ms, "status"))))
+	ev.From = party(stringOf(lookup(ms, "from")))
+	var own int64
+	if t, err := time.Parse(time.RFC3339, stringOf(lookup(ms, "date"))); err == nil {
+		own = t.Unix()
+		ev.Timestamp = own
+	}
+	g.call(ev, id, usableID(id, ok), own)
+}
+
 // call adds ev as a KindCall event of call id and status ev.Status; a call
 // without a usable id gets the fallback identity.
 func (g *gateway) call(ev Event, id string, idOK bool, own int64) {

@@ -159,7 +159,7 @@ func parseWASender(body []byte, receivedAt time.Time, max int) ([]Event, error) 
 		els, _ := objects(data)
 		w.each(els, w.reaction)
 	case "call":
-		w.each(w.calls(data), w.call)
+		w.each(w.calls(data), w.baileysCall)
 	case "session.status", "qrcode.updated", "poll.results", "group-participants.update",
 		"chats.upsert", "chats.update", "chats.delete", "contacts.upsert", "contacts.update",
 		"groups.upsert", "groups.update":
@@ -430,21 +430,6 @@ func (w wasender) calls(data []byte) [][]byte {
 	}
 	els, _ := objects(data)
 	return els
-}
-
-// call reads one call object: id, from, status and date ("Call").
-func (w wasender) call(ms []member, raw []byte) {
-	id, ok := decodeString(lookup(ms, "id"))
-	ev := w.newEvent(KindCall, raw)
-	ev.Type = "call"
-	ev.Status = strings.ToLower(strings.TrimSpace(stringOf(lookup(ms, "status"))))
-	ev.From = party(stringOf(lookup(ms, "from")))
-	var own int64
-	if t, err := time.Parse(time.RFC3339, stringOf(lookup(ms, "date"))); err == nil {
-		own = t.Unix()
-		ev.Timestamp = own
-	}
-	w.gateway.call(ev, id, usableID(id, ok), own)
 }
 
 // field reads one element of a field event: its subject is the id, jid or
