@@ -188,19 +188,6 @@ func redactAPIKey(body []byte, env []member) []byte {
 // evolution reads the items of one Evolution API body.
 type evolution struct{ *gateway }
 
-// each calls read for every element of els; an element that is not an
-// object becomes an unknown event.
-func (e evolution) each(els [][]byte, read func(ms []member, raw []byte)) {
-	for _, el := range els {
-		ms, ok := members(el)
-		if !ok {
-			e.unknown(e.event, el)
-			continue
-		}
-		read(ms, el)
-	}
-}
-
 // messageItems returns the messages of data: data.messages, or data (an
 // object or an array).
 func (e evolution) messageItems(data []byte) [][]byte {

@@ -347,6 +347,19 @@ func (g *gateway) field(raw []byte, subject string, own int64) {
 	g.add(ev)
 }
 
+// each calls read for every element of els; an element that is not an
+// object becomes an unknown event.
+func (g *gateway) each(els [][]byte, read func(ms []member, raw []byte)) {
+	for _, el := range els {
+		ms, ok := members(el)
+		if !ok {
+			g.unknown(g.event, el)
+			continue
+		}
+		read(ms, el)
+	}
+}
+
 // baileysCall reads one Baileys call object (id, from, status, date as
 // RFC 3339), the form both WASenderApi ("call") and Evolution API
 // ("call") send.

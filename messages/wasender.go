@@ -178,19 +178,6 @@ func parseWASender(body []byte, receivedAt time.Time, max int) ([]Event, error) 
 // wasender reads the items of one WASenderApi body.
 type wasender struct{ *gateway }
 
-// each calls read for every element of els; an element that is not an
-// object becomes an unknown event.
-func (w wasender) each(els [][]byte, read func(ms []member, raw []byte)) {
-	for _, el := range els {
-		ms, ok := members(el)
-		if !ok {
-			w.unknown(w.event, el)
-			continue
-		}
-		read(ms, el)
-	}
-}
-
 // messageItems returns the messages of a message event's data:
 // data.messages (an array or an object), or data when it holds a key.
 func (w wasender) messageItems(data []byte) [][]byte {
