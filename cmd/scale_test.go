@@ -75,8 +75,8 @@ type failover struct {
 	// received (Redis replicates asynchronously): it died, or SENTINEL
 	// FAILOVER promoted a replica without waiting for it to catch up. A
 	// handler running then may run a second time, after its side effect and
-	// before a done mark that survived (design §1 G2, the README's Scale
-	// section). CLUSTER FAILOVER is not lossy.
+	// before a done mark that survived (design §1 G2, the Scale section of
+	// deployments/README.md). CLUSTER FAILOVER is not lossy.
 	lossy bool
 }
 

@@ -16,7 +16,7 @@ const DefaultPostgresTable = "wagate_dedupe"
 // PostgresSchema returns the SQL that creates the PostgreSQL backend's table
 // and its expiry index, idempotently (CREATE … IF NOT EXISTS), for table
 // ("" means DefaultPostgresTable; "schema.table" names a schema). It is what
-// InitSchema runs and what the README shows.
+// InitSchema runs and what deployments/README.md shows.
 func PostgresSchema(table string) (string, error) {
 	t, err := pgTable(table)
 	if err != nil {

@@ -92,11 +92,11 @@ func TestConfigHelpers(t *testing.T) {
 	}
 }
 
-// TestReadmeConfigurationTable checks that the README's configuration table
-// has one row for every variable of internal/config, and no row twice or for
-// a variable that does not exist.
-func TestReadmeConfigurationTable(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+// TestConfigurationTable checks that the table of CONFIGURATION.md (which
+// the README links) has one row for every variable of internal/config, and
+// no row twice or for a variable that does not exist.
+func TestConfigurationTable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "CONFIGURATION.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestReadmeConfigurationTable(t *testing.T) {
 	}
 	for _, v := range config.Vars() {
 		if n := rows[v.Env]; n != 1 {
-			t.Errorf("README configuration table: %d rows for %s, want 1", n, v.Env)
+			t.Errorf("CONFIGURATION.md: %d rows for %s, want 1", n, v.Env)
 		}
 	}
 	known := configVars(t)
@@ -114,7 +114,7 @@ func TestReadmeConfigurationTable(t *testing.T) {
 	known[config.Prefix+"SEND_URL"], known[config.Prefix+"FAILPOINTS"] = "", ""
 	for name := range rows {
 		if _, ok := known[name]; !ok {
-			t.Errorf("README configuration table: %s is not a configuration variable", name)
+			t.Errorf("CONFIGURATION.md: %s is not a configuration variable", name)
 		}
 	}
 }

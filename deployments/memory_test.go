@@ -9,7 +9,7 @@ import (
 	"github.com/wagate/wagate/ingest"
 )
 
-// The memory budget of the ingress (README, Security): the bodies it holds
+// The memory budget of the ingress (deployments/README.md, Security): the bodies it holds
 // at once (WAGATE_BODY_MEMORY) plus the process's own working set stay under
 // the Go runtime's soft limit (GOMEMLIMIT), which leaves room below the
 // container's limit for the memory the runtime does not count.

@@ -26,7 +26,7 @@ start without it; run "wagate dedupe init" once per deployment (and again
 after changing the table's name: it is idempotent).
 
   postgres   the table WAGATE_POSTGRES_TABLE and its expires_at index, in
-             the database of WAGATE_POSTGRES_URL (the SQL is in the README)
+             the database of WAGATE_POSTGRES_URL (the SQL is in deployments/README.md)
   dynamodb   the table WAGATE_DYNAMODB_TABLE (on-demand capacity, partition
              key k of type S) with TTL on the attribute x
   redis, nats
