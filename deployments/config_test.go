@@ -14,6 +14,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // configVars returns every variable config.Config reads (WAGATE_*), with its
@@ -92,21 +93,44 @@ func TestConfigHelpers(t *testing.T) {
 	}
 }
 
-// TestConfigurationTable checks that the table of CONFIGURATION.md (which
-// the README links) has one row for every variable of internal/config, and
-// no row twice or for a variable that does not exist.
+// configurationTable is the table of every setting: the README links it.
+const configurationTable = "CONFIGURATION.md"
+
+// TestConfigurationTable checks that CONFIGURATION.md has one row for every
+// variable of internal/config, no row twice or for a variable that does not
+// exist, and in each row the default the struct declares ("—" for none), and
+// that the README links the table.
 func TestConfigurationTable(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "CONFIGURATION.md"))
+	table, err := os.ReadFile(filepath.Join("..", configurationTable))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows := map[string]int{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `("+config.Prefix+"[A-Z0-9_]+)` \\|").FindAllSubmatch(readme, -1) {
+	defaults := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `("+config.Prefix+"[A-Z0-9_]+)` \\| ([^|]*) \\|").FindAllSubmatch(table, -1) {
 		rows[string(m[1])]++
+		defaults[string(m[1])] = string(m[2])
 	}
+	// Defaults the struct leaves empty because they live with their domain.
+	backoff := make([]string, len(streams.DefaultBackOff))
+	for i, d := range streams.DefaultBackOff {
+		backoff[i] = d.String()
+		if strings.HasSuffix(backoff[i], "m0s") {
+			backoff[i] = strings.TrimSuffix(backoff[i], "0s") // 1m0s → 1m
+		}
+	}
+	domainDefaults := map[string]string{config.Prefix + "BACKOFF": strings.Join(backoff, ",")}
 	for _, v := range config.Vars() {
 		if n := rows[v.Env]; n != 1 {
-			t.Errorf("CONFIGURATION.md: %d rows for %s, want 1", n, v.Env)
+			t.Errorf("%s: %d rows for %s, want 1", configurationTable, n, v.Env)
+			continue
+		}
+		def := v.Default
+		if d, ok := domainDefaults[v.Env]; ok && def == "" {
+			def = d
+		}
+		if got := defaults[v.Env]; !tableDefaultMatches(got, def) {
+			t.Errorf("%s: %s: default column %q, the default in force is %q", configurationTable, v.Env, got, def)
 		}
 	}
 	known := configVars(t)
@@ -114,7 +138,43 @@ func TestConfigurationTable(t *testing.T) {
 	known[config.Prefix+"SEND_URL"], known[config.Prefix+"FAILPOINTS"] = "", ""
 	for name := range rows {
 		if _, ok := known[name]; !ok {
-			t.Errorf("CONFIGURATION.md: %s is not a configuration variable", name)
+			t.Errorf("%s: %s is not a configuration variable", configurationTable, name)
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "]("+configurationTable+")") {
+		t.Errorf("README.md does not link %s", configurationTable)
+	}
+}
+
+// tableDefaultMatches reports whether a default column of the configuration
+// table shows def: "`def`" for a default, "—" (with an optional note, such as
+// "— (AWS)") for none.
+func tableDefaultMatches(column, def string) bool {
+	if def == "" {
+		return column == "—" || strings.HasPrefix(column, "— (")
+	}
+	return column == "`"+def+"`"
+}
+
+func TestTableDefaultMatches(t *testing.T) {
+	for _, c := range []struct {
+		column, def string
+		want        bool
+	}{
+		{"`:8080`", ":8080", true},
+		{"`:8081`", ":8080", false},
+		{":8080", ":8080", false},
+		{"—", "", true},
+		{"— (required by `worker`)", "", true},
+		{"—", "json", false},
+		{"`json`", "", false},
+	} {
+		if got := tableDefaultMatches(c.column, c.def); got != c.want {
+			t.Errorf("tableDefaultMatches(%q, %q) = %v, want %v", c.column, c.def, got, c.want)
 		}
 	}
 }
