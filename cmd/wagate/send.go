@@ -55,6 +55,9 @@ type sendOptions struct {
 	repeat      int
 	concurrency int
 	timeout     time.Duration
+	// devRecord is the "wagate dev" record the URL was read from, "" when
+	// the URL came from --url, WAGATE_SEND_URL or the default.
+	devRecord string
 }
 
 // sendPayload is one body to post, with the name it is reported under.
@@ -130,7 +133,9 @@ status code, events, accepted, duplicates.
 
 Exit status: 0 when every request was answered below 500 (4xx answers are
 reported, not failures); 1 when a request could not be sent, timed out or
-was answered 5xx, and on bad arguments or a missing secret.`,
+was answered 5xx, and on bad arguments or a missing secret. When the URL came
+from the record of a wagate dev that no longer answers, the error names the
+record.`,
 		Example: `  wagate send                                  # the built-in samples, once each
   wagate send --repeat 3 --concurrency 8       # duplicates, sent concurrently
   wagate send ./payloads/ retry.json --url https://ingress.example.com/webhooks/whatsapp`,
@@ -175,6 +180,7 @@ func (o *sendOptions) resolve(cmd *cobra.Command) error {
 			return fmt.Errorf("send: %w", err)
 		} else if ok {
 			o.url = s.WebhookURL // the running wagate dev's, wherever it listens
+			o.devRecord = filepath.Join(sendDataDir(), devStateFile)
 		}
 	}
 	u, err := url.Parse(o.url)
@@ -335,6 +341,10 @@ feed:
 	fmt.Fprintln(w, sum.line(opts.url, time.Since(start)))
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send: stopped after %d of %d requests: %w", sum.requests, total, err)
+	}
+	if sum.failed > 0 && sum.byCode[0] > 0 && opts.devRecord != "" {
+		return fmt.Errorf("send: %d of %d requests failed (no answer or 5xx): %s comes from the wagate dev recorded in %s, which did not answer; "+
+			"start wagate dev with this data folder, or pass --url (or WAGATE_SEND_URL) for another ingress", sum.failed, sum.requests, opts.url, opts.devRecord)
 	}
 	if sum.failed > 0 {
 		return fmt.Errorf("send: %d of %d requests failed (no answer or 5xx)", sum.failed, sum.requests)

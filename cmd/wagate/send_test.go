@@ -440,6 +440,30 @@ func TestSendFailures(t *testing.T) {
 			t.Errorf("summary = %q", lines[len(lines)-1])
 		}
 	})
+	t.Run("stopped dev", func(t *testing.T) {
+		// The URL comes from the record of a wagate dev that has stopped:
+		// the error names the record, as wagate key's does, so that the
+		// cause is not only "connection refused".
+		srv := httptest.NewServer(http.NotFoundHandler())
+		target := srv.URL + "/webhooks/whatsapp"
+		srv.Close()
+		data := t.TempDir()
+		t.Setenv("WAGATE_DATA_DIR", data)
+		record := filepath.Join(data, devStateFile)
+		st := fmt.Sprintf(`{"pid":1,"nats_url":"nats://127.0.0.1:1","webhook_url":%q}`, target)
+		if err := os.WriteFile(record, []byte(st), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runSend(t, "--secret", sendTestSecret, "--timeout", "2s")
+		if err == nil || !strings.Contains(err.Error(), record) || !strings.Contains(err.Error(), target) {
+			t.Errorf("err = %v, want one naming %s and %s; output:\n%s", err, record, target, out)
+		}
+		// Given --url, the record plays no part in the error.
+		_, err = runSend(t, "--url", target, "--secret", sendTestSecret, "--timeout", "2s")
+		if err == nil || strings.Contains(err.Error(), record) {
+			t.Errorf("with --url: err = %v, want a failure that does not name %s", err, record)
+		}
+	})
 	t.Run("timeout", func(t *testing.T) {
 		ing, srv := newSendTestIngress(t)
 		release := make(chan struct{})
