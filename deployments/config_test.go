@@ -101,7 +101,7 @@ const configurationTable = "CONFIGURATION.md"
 // exist, and in each row the default the struct declares ("—" for none), and
 // that the README links the table.
 func TestConfigurationTable(t *testing.T) {
-	table, err := os.ReadFile(filepath.Join("..", configurationTable))
+	table, err := os.ReadFile(configurationTable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestConfigurationTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(readme), "]("+configurationTable+")") {
+	if !strings.Contains(string(readme), "](deployments/"+configurationTable+")") {
 		t.Errorf("README.md does not link %s", configurationTable)
 	}
 }

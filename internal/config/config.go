@@ -1,6 +1,6 @@
 // Package config reads wagate's configuration from WAGATE_* environment
 // variables for the three commands (ingress, worker, wagate). Every variable,
-// its default and its unit is listed in the table of CONFIGURATION.md;
+// its default and its unit is listed in the table of deployments/CONFIGURATION.md;
 // the struct tags below are the single source of those defaults, except
 // where a tag repeats a package's own default (the dedupe horizon is
 // dedupe.DefaultHorizon, the shutdown timeout ingest's and worker's
