@@ -190,6 +190,7 @@ type workload struct {
 	name, binary string
 	deploy       appsv1.Deployment
 	container    corev1.Container
+	environ      map[string]string // the environment the process starts with
 	cfg          config.Config
 }
 
@@ -308,9 +309,17 @@ func checkWorkload(t *testing.T, m manifests, name, binary string) workload {
 		}
 	}
 	checkVarNames(t, name, names)
+	w.environ = environ
 	w.cfg, err = loadConfig(environ)
 	if err != nil {
 		t.Fatalf("%s: its configuration does not load: %v", name, err)
+	}
+	for _, p := range secretFileProblems(spec, c, environ, pathVars(t)) {
+		t.Errorf("%s: %s", name, p)
+	}
+	// connect.RedisClient refuses TLS files with a plain redis:// URL.
+	if tlsFiles := w.cfg.RedisTLSCA + w.cfg.RedisTLSCert + w.cfg.RedisTLSKey; tlsFiles != "" && !strings.HasPrefix(w.cfg.RedisURL, "rediss://") {
+		t.Errorf("%s: WAGATE_REDIS_TLS_* set but WAGATE_REDIS_URL is %s: wagate needs rediss:// for TLS", name, w.cfg.RedisURL)
 	}
 	if binary == "worker" {
 		if err := w.cfg.CheckWorker(); err != nil {
@@ -521,7 +530,10 @@ func TestKubernetesProduction(t *testing.T) {
 // Secret, which must not be).
 func TestKustomizations(t *testing.T) {
 	used := map[string]bool{}
-	for _, dir := range []string{"k8s/base", "k8s/overlays/production"} {
+	// The builds the tests check, then the components they include.
+	dirs := []string{"k8s/base", "k8s/overlays/production"}
+	for i := 0; i < len(dirs); i++ {
+		dir := dirs[i]
 		raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 		if err != nil {
 			t.Fatal(err)
@@ -530,6 +542,14 @@ func TestKustomizations(t *testing.T) {
 		if err := decodeStrict(raw, &k); err != nil {
 			t.Errorf("%s/kustomization.yaml: %v", dir, err)
 			continue
+		}
+		if want := map[bool]string{false: kusttypes.KustomizationKind, true: kusttypes.ComponentKind}[strings.Contains(dir, "components/")]; k.Kind != want {
+			t.Errorf("%s/kustomization.yaml: kind %s, want %s", dir, k.Kind, want)
+		}
+		for _, c := range k.Components {
+			if c := filepath.Clean(filepath.Join(dir, c)); !slices.Contains(dirs, c) {
+				dirs = append(dirs, c)
+			}
 		}
 		files := slices.Clone(k.Resources)
 		for _, g := range k.ConfigMapGenerator {
