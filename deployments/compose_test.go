@@ -20,13 +20,24 @@ import (
 // schema validation, interpolation, normalisation, as `docker compose` does.
 func loadCompose(t *testing.T, environ map[string]string, profiles ...string) (*types.Project, error) {
 	t.Helper()
+	return loadComposeFiles(t, []string{"compose.yaml"}, environ, profiles...)
+}
+
+// loadComposeFiles loads files as `docker compose -f file -f file …` does,
+// each later file overriding the earlier ones.
+func loadComposeFiles(t *testing.T, files []string, environ map[string]string, profiles ...string) (*types.Project, error) {
+	t.Helper()
 	dir, err := filepath.Abs(".")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var configFiles []types.ConfigFile
+	for _, f := range files {
+		configFiles = append(configFiles, types.ConfigFile{Filename: filepath.Join(dir, f)})
+	}
 	return loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, "compose.yaml")}},
+		ConfigFiles: configFiles,
 		Environment: environ,
 	}, func(o *loader.Options) {
 		o.Profiles = profiles

@@ -3,6 +3,7 @@ package deployments
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 )
@@ -202,4 +204,146 @@ func TestKubernetesTLS(t *testing.T) {
 			t.Errorf("base %s: volumes %v: TLS is opt-in (components/)", w.name, vs)
 		}
 	}
+}
+
+// composeMount returns the bind mount of s whose target is file, and
+// whether it is one that is read-only and that docker compose refuses to
+// start without (create_host_path: false), so that a missing file is not
+// replaced by an empty directory.
+func composeMount(s types.ServiceConfig, file string) (v types.ServiceVolumeConfig, ok bool) {
+	for _, v := range s.Volumes {
+		if v.Target == file {
+			return v, v.Type == types.VolumeTypeBind && v.ReadOnly && v.Bind != nil && !bool(v.Bind.CreateHostPath)
+		}
+	}
+	return types.ServiceVolumeConfig{}, false
+}
+
+// TestComposeTLS checks compose.tls.yaml over compose.yaml: every path
+// setting of the ingress and the worker is a wagate variable naming a file
+// mounted read-only, the servers' TLS flags name mounted files too, the
+// clients trust the CA the servers verify them with, the recipe in the
+// file's header writes every file mounted and names the hosts the clients
+// dial, and the servers keep their persistence.
+func TestComposeTLS(t *testing.T) {
+	const override = "compose.tls.yaml"
+	p, err := loadComposeFiles(t, []string{"compose.yaml", override}, composeSecrets)
+	if err != nil {
+		t.Fatalf("compose.yaml + %s: %v", override, err)
+	}
+	svc := func(name string) types.ServiceConfig {
+		s, err := p.GetService(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	raw, err := os.ReadFile(override)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]bool{} // files the recipe writes, as paths of the project
+	for _, m := range regexp.MustCompile(`-(?:key)?out (\S+)`).FindAllStringSubmatch(string(raw), -1) {
+		written[filepath.Join(p.WorkingDir, "tls", m[1])] = true
+	}
+	sans := regexp.MustCompile(`subjectAltName=(\S+)`).FindStringSubmatch(string(raw))
+	if sans == nil {
+		t.Fatalf("%s: the recipe gives the servers' certificate no subjectAltName", override)
+	}
+	sources := map[string]string{} // service/path in the container → file on the host
+	mounted := func(s types.ServiceConfig, what, file string) {
+		t.Helper()
+		v, ok := composeMount(s, file)
+		switch {
+		case !ok:
+			t.Errorf("%s: %s=%s is not a read-only bind mount with create_host_path: false (%+v)", s.Name, what, file, v)
+		case !written[v.Source]:
+			t.Errorf("%s: %s=%s mounts %s, which the recipe in %s does not write (it writes %v)", s.Name, what, file, v.Source, override, written)
+		}
+		sources[s.Name+"/"+what] = v.Source
+	}
+	paths := pathVars(t)
+
+	for _, name := range []string{"ingress", "worker"} {
+		s := svc(name)
+		environ := map[string]string{}
+		var names []string
+		for k, v := range s.Environment {
+			names = append(names, k)
+			if v != nil {
+				environ[k] = *v
+			}
+		}
+		checkVarNames(t, "compose "+name, names)
+		cfg, err := loadConfig(environ)
+		if err != nil {
+			t.Fatalf("%s: configuration does not load: %v", name, err)
+		}
+		for _, v := range []string{"WAGATE_NATS_TLS_CA", "WAGATE_NATS_TLS_CERT", "WAGATE_NATS_TLS_KEY", "WAGATE_REDIS_TLS_CA", "WAGATE_REDIS_TLS_CERT", "WAGATE_REDIS_TLS_KEY"} {
+			if environ[v] == "" {
+				t.Errorf("%s: %s not set", name, v)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(environ)) {
+			if paths[k] && environ[k] != "" {
+				mounted(s, k, environ[k])
+			}
+		}
+		if !strings.HasPrefix(cfg.RedisURL, "rediss://") {
+			t.Errorf("%s: WAGATE_REDIS_URL %s: TLS needs rediss://", name, cfg.RedisURL)
+		}
+		for _, u := range []string{cfg.NATSURL, cfg.RedisURL} {
+			if host := hostOf(t, u); !slices.Contains(strings.Split(sans[1], ","), "DNS:"+host) {
+				t.Errorf("%s: dials %s, not a name of the servers' certificate (%s)", name, host, sans[1])
+			}
+		}
+	}
+
+	nats := svc("nats")
+	for _, flag := range []string{"--tlscert", "--tlskey", "--tlscacert"} {
+		mounted(nats, flag, flagValue(nats.Command, flag))
+	}
+	if !slices.Contains(nats.Command, "--tlsverify") || flagValue(nats.Command, "-m") != "8222" || !slices.Contains(nats.Command, "-js") {
+		t.Errorf("nats command %v: want -js, -m 8222 (plain, for the health check) and --tlsverify", nats.Command)
+	}
+	checkVolume(t, p, nats, flagValue(nats.Command, "-sd"))
+
+	redis := svc("redis")
+	for _, flag := range []string{"--tls-cert-file", "--tls-key-file", "--tls-ca-cert-file"} {
+		mounted(redis, flag, flagValue(redis.Command, flag))
+	}
+	if flagValue(redis.Command, "--port") != "0" || flagValue(redis.Command, "--tls-port") != "6379" {
+		t.Errorf("redis command %v: want --port 0 --tls-port 6379 (TLS only, where the clients dial)", redis.Command)
+	}
+	if flagValue(redis.Command, "--appendonly") != "yes" || flagValue(redis.Command, "--appendfsync") != "everysec" {
+		t.Errorf("redis command %v: want --appendonly yes --appendfsync everysec", redis.Command)
+	}
+	checkVolume(t, p, redis, "/data")
+	if hc := redis.HealthCheck; hc == nil || !slices.Contains(hc.Test, "--tls") {
+		t.Errorf("redis: health check %v does not speak TLS", hc)
+	} else {
+		for _, flag := range []string{"--cacert", "--cert", "--key"} {
+			mounted(redis, "healthcheck "+flag, flagValue(hc.Test, flag))
+		}
+	}
+
+	// The clients trust the CA the servers verify them with.
+	for _, c := range []struct{ client, server string }{
+		{"ingress/WAGATE_NATS_TLS_CA", "nats/--tlscacert"}, {"worker/WAGATE_NATS_TLS_CA", "nats/--tlscacert"},
+		{"ingress/WAGATE_REDIS_TLS_CA", "redis/--tls-ca-cert-file"}, {"worker/WAGATE_REDIS_TLS_CA", "redis/--tls-ca-cert-file"},
+	} {
+		if sources[c.client] == "" || sources[c.client] != sources[c.server] {
+			t.Errorf("%s is %s, %s is %s: want one CA", c.client, sources[c.client], c.server, sources[c.server])
+		}
+	}
+}
+
+// hostOf returns the host of the first server in a NATS or Redis URL.
+func hostOf(t *testing.T, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(strings.Split(rawURL, ",")[0])
+	if err != nil {
+		t.Fatalf("%s: %v", rawURL, err)
+	}
+	return u.Hostname()
 }
