@@ -75,7 +75,7 @@ func OpenConfig(ctx context.Context, cfg config.Config, name string) (*Service, 
 	s.Store = store
 	s.closers = append(s.closers, closeStore, StartCleanup(store, s.Log))
 	if cfg.DedupeBackend == "redis" {
-		CheckRedisAOF(cctx, cfg.RedisURL, s.Log)
+		CheckRedisAOF(cctx, cfg, s.Log)
 	}
 
 	s.Registry = prometheus.NewRegistry()
