@@ -33,9 +33,29 @@ func TestEndToEndRedisCluster(t *testing.T) {
 	began := time.Now()
 	cluster := testenv.StartRedisCluster(t)
 	t.Logf("Cluster ready in %v", time.Since(began).Round(time.Millisecond))
-	failoverUnderTraffic(t, cluster.URL(),
+	failoverUnderTraffic(t, []string{"WAGATE_REDIS_URL=" + cluster.URL()},
 		failover{name: "CLUSTER FAILOVER", run: func() { cluster.Failover() }},
 		failover{name: "kill a master", run: func() { cluster.KillMaster() }, lossy: true})
+}
+
+// TestEndToEndRedisClusterTLS runs an ingress and a worker against a
+// three-master Redis Cluster that speaks only TLS with client certificates
+// (clients and cluster bus), configured as the deployments configure them
+// (a rediss:// URL and WAGATE_REDIS_TLS_*) while webhooks flow: G1 and G2.
+func TestEndToEndRedisClusterTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: skipped in -short mode")
+	}
+	began := time.Now()
+	f := testenv.MakeTLSFiles(t)
+	cluster := testenv.StartRedisClusterTLS(t, f)
+	t.Logf("Cluster ready in %v", time.Since(began).Round(time.Millisecond))
+	failoverUnderTraffic(t, []string{
+		"WAGATE_REDIS_URL=" + cluster.URL(),
+		"WAGATE_REDIS_TLS_CA=" + f.CA,
+		"WAGATE_REDIS_TLS_CERT=" + f.ClientCert,
+		"WAGATE_REDIS_TLS_KEY=" + f.ClientKey,
+	})
 }
 
 // TestEndToEndRedisSentinel runs an ingress and a worker against a Redis
@@ -49,7 +69,7 @@ func TestEndToEndRedisSentinel(t *testing.T) {
 	began := time.Now()
 	sentinel := testenv.StartRedisSentinel(t)
 	t.Logf("Sentinel setup ready in %v", time.Since(began).Round(time.Millisecond))
-	failoverUnderTraffic(t, sentinel.URL(),
+	failoverUnderTraffic(t, []string{"WAGATE_REDIS_URL=" + sentinel.URL()},
 		failover{name: "SENTINEL FAILOVER", run: func() { sentinel.Failover() }, lossy: true},
 		failover{name: "kill the master", run: func() { sentinel.KillMaster() }, lossy: true})
 }
@@ -118,27 +138,26 @@ func (l *forwardLog) snapshot() []timedForward {
 // most one lossy failover can make run twice.
 const workerConcurrency = 4
 
-// failoverUnderTraffic starts an ingress and a worker with WAGATE_REDIS_URL
-// set to redisURL, posts Cloud API webhooks from four clients (each body
+// failoverUnderTraffic starts an ingress and a worker with redisEnv
+// (WAGATE_REDIS_URL and maybe WAGATE_REDIS_TLS_*), posts Cloud API webhooks from four clients (each body
 // until it is answered 200, as Meta retries, then once more as a duplicate
 // delivery), runs each failover in turn once traffic flows and again after
 // it, then checks G1 and G2: every event of every body is forwarded, with
 // its key, exactly once; except that once a lossy failover began, at most
 // workerConcurrency events per lossy failover (those being handled as the
 // master changed) may run a second time.
-func failoverUnderTraffic(t *testing.T, redisURL string, failovers ...failover) {
+func failoverUnderTraffic(t *testing.T, redisEnv []string, failovers ...failover) {
 	dir := binaries(t)
 	natsURL := testenv.NATSURL(t)
 	var fl forwardLog
 	sinkSrv := httptest.NewServer(&fl)
 	t.Cleanup(sinkSrv.Close)
 
-	common := []string{
-		"WAGATE_REDIS_URL=" + redisURL,
+	common := append([]string{
 		"WAGATE_NATS_URL=" + natsURL,
 		"WAGATE_META_APP_SECRET=" + shutdownSecret,
 		"WAGATE_LOG_LEVEL=debug",
-	}
+	}, redisEnv...)
 	base := startIngress(t, dir, common)
 	wport := testenv.FreePort(t)
 	start(t, filepath.Join(dir, "worker"), "worker", append(common,

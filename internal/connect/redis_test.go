@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,54 @@ func TestRedactURLQueryPassword(t *testing.T) {
 		if !strings.Contains(got, kept) {
 			t.Errorf("RedactURL: %q lacks %q", got, kept)
 		}
+	}
+}
+
+// TestRedisClusterTLS writes and reads keys of every master of a real Redis
+// Cluster whose nodes speak only TLS with client certificates (on the
+// cluster bus too): the client follows the slot map to the nodes' TLS ports
+// with the CA and certificate of WAGATE_REDIS_TLS_*; without the client
+// certificate it cannot.
+func TestRedisClusterTLS(t *testing.T) {
+	f := testenv.MakeTLSFiles(t)
+	cluster := testenv.StartRedisClusterTLS(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := RedisClient("WAGATE_REDIS_URL", cluster.URL(), RedisTLS{CA: f.CA, Cert: f.ClientCert, Key: f.ClientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("%s: got a %T, want a cluster client", cluster.URL(), c)
+	}
+	// Keys until every master holds one.
+	masters := map[string]bool{}
+	for i := 0; len(masters) < 3; i++ {
+		if i > 1000 {
+			t.Fatalf("1000 keys reached %d masters", len(masters))
+		}
+		key := fmt.Sprintf("k%d", i)
+		if err := cc.Set(ctx, key, i, time.Minute).Err(); err != nil {
+			t.Fatalf("SET %s over TLS: %v", key, err)
+		}
+		if got, err := cc.Get(ctx, key).Int(); err != nil || got != i {
+			t.Fatalf("GET %s over TLS: %d, %v", key, got, err)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[node.String()] = true
+	}
+
+	bare, err := RedisClient("WAGATE_REDIS_URL", cluster.URL(), RedisTLS{CA: f.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	if err := bare.Set(ctx, "k0", 0, time.Minute).Err(); err == nil {
+		t.Error("SET without a client certificate succeeded; the nodes require one")
 	}
 }

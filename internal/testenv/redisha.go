@@ -15,10 +15,12 @@ import (
 )
 
 // RedisCluster is a Redis Cluster of private redis-server processes on
-// loopback ports: three masters, each with one replica, covering every slot.
+// loopback ports: three masters covering every slot, each with one replica
+// unless started by StartRedisClusterTLS.
 type RedisCluster struct {
-	t     testing.TB
-	Nodes []*Redis // the six nodes; which ones are masters changes on failover
+	t        testing.TB
+	Nodes    []*Redis // which ones are masters changes on failover
+	tlsAddrs []string // each node's TLS host:port (StartRedisClusterTLS), in Nodes' order
 }
 
 // StartRedisCluster starts six redis-server processes in cluster mode, joins
@@ -28,23 +30,56 @@ type RedisCluster struct {
 // redis-cli on PATH the test is skipped (failed under CI=true).
 func StartRedisCluster(t testing.TB) *RedisCluster {
 	t.Helper()
+	return startRedisCluster(t, 6, 1, nil)
+}
+
+// StartRedisClusterTLS starts a Redis Cluster of three masters (no
+// replicas) whose clients, and whose nodes between themselves (the cluster
+// bus), speak only TLS with certificates of f's CA: each node serves TLS on
+// its own port, requires a client certificate, and shows its peers f's
+// client certificate. Each node also keeps a plain port on loopback for the
+// test's own commands (Command, Info); URL names the TLS ports only.
+func StartRedisClusterTLS(t testing.TB, f TLSFiles) *RedisCluster {
+	t.Helper()
+	return startRedisCluster(t, 3, 0, &f)
+}
+
+func startRedisCluster(t testing.TB, nodes, replicas int, f *TLSFiles) *RedisCluster {
+	t.Helper()
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		unavailable(t, "no redis-cli on PATH to create a Redis Cluster")
 	}
 	c := &RedisCluster{t: t}
-	addrs := make([]string, 6)
+	addrs := make([]string, nodes)
 	for i := range addrs {
 		// A short node timeout makes a failover take about a second.
 		// The cluster bus port is set apart: the default, port+10000, may
 		// be taken or past 65535.
-		n := StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t)))
+		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t))}
+		var tlsAddr string
+		if f != nil {
+			port := FreePort(t)
+			tlsAddr = "127.0.0.1:" + strconv.Itoa(port)
+			args = append(args, "--tls-port", strconv.Itoa(port), "--tls-cluster", "yes", "--tls-replication", "yes",
+				"--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey,
+				"--tls-client-cert-file", f.ClientCert, "--tls-client-key-file", f.ClientKey,
+				"--tls-ca-cert-file", f.CA, "--tls-auth-clients", "yes")
+			c.tlsAddrs = append(c.tlsAddrs, tlsAddr)
+		}
+		n := StartRedis(t, args...)
 		c.Nodes = append(c.Nodes, n)
 		addrs[i] = n.Addr()
+		if f != nil {
+			addrs[i] = tlsAddr
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "1", "--cluster-yes")
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if f != nil {
+		args = append([]string{"--tls", "--cacert", f.CA, "--cert", f.ClientCert, "--key", f.ClientKey}, args...)
+	}
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -53,8 +88,11 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 }
 
 // URL is the cluster's URL in the form connect.RedisClient reads: the first
-// three nodes as seeds.
+// three nodes as seeds; rediss:// and the TLS ports for StartRedisClusterTLS.
 func (c *RedisCluster) URL() string {
+	if c.tlsAddrs != nil {
+		return fmt.Sprintf("rediss://%s?addr=%s&addr=%s", c.tlsAddrs[0], c.tlsAddrs[1], c.tlsAddrs[2])
+	}
 	return fmt.Sprintf("redis://%s?addr=%s&addr=%s", c.Nodes[0].Addr(), c.Nodes[1].Addr(), c.Nodes[2].Addr())
 }
 
