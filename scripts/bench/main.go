@@ -6,11 +6,11 @@
 // prints a table and writes latest.json and latest.svg (ack latency
 // percentiles against offered load) to -out.
 //
-//	go run ./scripts/bench                  # or: make bench
-//	go run ./scripts/bench -duration 3s -phases ingress
+//	cd scripts && go run ./bench             # or: make bench
+//	cd scripts && go run ./bench -duration 3s -phases ingress
 //
 // It needs redis-server on PATH; it builds the ingress and a NATS server
-// from this module. Nothing is asserted: the targets are reported, met or
+// from the wagate module. Nothing is asserted: the targets are reported, met or
 // missed.
 package main
 
@@ -43,7 +43,7 @@ type options struct {
 	e2ePct       float64 // end-to-end load, % of the single-event peak
 	compareC     []int   // concurrency of the compare phase's cells
 	phases       string
-	out          string // "" means <module>/scripts/bench/results
+	out          string // "" means scripts/bench/results in the wagate module
 	keep         bool   // keep the temporary directory (logs, binaries)
 	cpuProfile   string // write the bench process's CPU profile here
 	natsURL      string // use this NATS server instead of building and starting one
@@ -173,7 +173,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 	busy := idle.stop().Machine
 	res := &Results{
 		Date:    time.Now().UTC().Format(time.RFC3339),
-		Command: strings.Join(append([]string{"go run ./scripts/bench"}, os.Args[1:]...), " "),
+		Command: strings.Join(append([]string{"cd scripts && go run ./bench"}, os.Args[1:]...), " "),
 		Machine: env.machine(ctx),
 		Settings: Settings{
 			Concurrency: o.concurrency, StepSeconds: o.duration.Seconds(), PeakSeconds: o.peakDuration.Seconds(),

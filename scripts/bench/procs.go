@@ -99,17 +99,19 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// moduleRoot returns the directory of wagate's go.mod.
+// moduleRoot returns the directory of the wagate module, whose commands the
+// benchmark builds: the scripts module replaces github.com/wagate/wagate
+// with the folder above it.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/wagate/wagate").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", fmt.Errorf("go list -m github.com/wagate/wagate (run the benchmark from the scripts module): %w", err)
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the wagate module")
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", errors.New("go list -m github.com/wagate/wagate: no directory (run the benchmark from the scripts module)")
 	}
-	return filepath.Dir(mod), nil
+	return dir, nil
 }
 
 // build compiles the packages of module root named by pkgs (binary name to
