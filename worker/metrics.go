@@ -44,6 +44,30 @@ type metrics struct {
 	advisories      *prometheus.CounterVec // result
 	inFlight        prometheus.Gauge
 	orderWait       prometheus.Histogram
+
+	// The children of the outcomes every event takes in the common case,
+	// resolved once: a label lookup hashes the label values on each call.
+	processedDone, processedDuplicate prometheus.Counter
+	handlerOK                         prometheus.Observer
+}
+
+// resolve sets the children of m's common outcomes.
+func (m *metrics) resolve() *metrics {
+	m.processedDone = m.processed.WithLabelValues(outcomeDone)
+	m.processedDuplicate = m.processed.WithLabelValues(outcomeDuplicate)
+	m.handlerOK = m.handlerDuration.WithLabelValues("ok")
+	return m
+}
+
+// outcome returns the wagate_worker_processed_total counter of label.
+func (m *metrics) outcome(label string) prometheus.Counter {
+	switch label {
+	case outcomeDone:
+		return m.processedDone
+	case outcomeDuplicate:
+		return m.processedDuplicate
+	}
+	return m.processed.WithLabelValues(label)
 }
 
 // newMetrics builds the collectors and registers them with reg when it is
@@ -107,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg == nil {
-		return m, nil
+		return m.resolve(), nil
 	}
 	var err error
 	m.processed = register(reg, m.processed, &err)
@@ -126,7 +150,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
 	}
-	return m, nil
+	return m.resolve(), nil
 }
 
 // register registers c with reg and returns it, or the collector of the same

@@ -170,7 +170,7 @@ func (w *Worker) process(hardCtx context.Context, stop <-chan struct{}, m jetstr
 	} else {
 		w.dropPre(pre)
 	}
-	log := w.log.With(
+	log := eventLog(w.log,
 		slog.String("key", key),
 		slog.String("subject", m.Subject()),
 		slog.Uint64("seq", meta.Sequence.Stream),
@@ -345,14 +345,14 @@ func (w *Worker) call(ctx context.Context, ev messages.Event, log *slog.Logger) 
 }
 
 func (w *Worker) observeHandler(d time.Duration, err error) {
-	result := "ok"
 	switch {
+	case err == nil:
+		w.metrics.handlerOK.Observe(d.Seconds())
 	case IsPermanent(err):
-		result = "permanent"
-	case err != nil:
-		result = "error"
+		w.metrics.handlerDuration.WithLabelValues("permanent").Observe(d.Seconds())
+	default:
+		w.metrics.handlerDuration.WithLabelValues("error").Observe(d.Seconds())
 	}
-	w.metrics.handlerDuration.WithLabelValues(result).Observe(d.Seconds())
 }
 
 // logReason returns what replaces, in the logs, the text of a's handler
@@ -436,7 +436,7 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 			log.Warn("worker: term failed", slog.Any("error", err))
 		}
 	}
-	w.metrics.processed.WithLabelValues(o.label).Inc()
+	w.metrics.outcome(o.label).Inc()
 }
 
 // nak asks JetStream to redeliver m after delay (at once when 0).

@@ -260,8 +260,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// consume fetches messages and starts one goroutine per message, owned by
-// inflight, until ctx ends or the connection is closed.
+// job is a delivery handed to a runner: the message and the answer of the
+// Begin of its fetched batch.
+type job struct {
+	m   jetstream.Msg
+	pre *began
+}
+
+// consume fetches messages until ctx ends or the connection is closed, and
+// runs them on Concurrency runners, goroutines owned by inflight that live as
+// long as consume: a goroutine per message would grow a fresh stack for each
+// (the path through the dedupe store's client is deep).
 func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, inflight *sync.WaitGroup) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	release := func(n int) {
@@ -269,6 +278,24 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			<-slots
 		}
 	}
+	// Every job holds one of slots, so a send on jobs never waits.
+	jobs := make(chan job, w.cfg.Concurrency)
+	for range w.cfg.Concurrency {
+		inflight.Go(func() {
+			for j := range jobs {
+				w.process(hardCtx, ctx.Done(), j.m, j.pre)
+				w.metrics.inFlight.Dec()
+				release(1)
+			}
+		})
+	}
+	// begins owns the goroutines that begin fetched groups and send jobs;
+	// jobs is closed once they are done.
+	var begins sync.WaitGroup
+	defer inflight.Go(func() {
+		begins.Wait()
+		close(jobs)
+	})
 	for {
 		// Wait for one free slot, then take every other free one.
 		select {
@@ -314,16 +341,11 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 				continue
 			}
 			w.metrics.inFlight.Add(float64(len(group)))
-			inflight.Go(func() {
+			begins.Go(func() {
 				ready, waiting := w.turns(group)
 				if len(ready) > 0 {
 					for i, pre := range w.beginBatch(ready) {
-						m := ready[i]
-						inflight.Go(func() {
-							defer release(1)
-							defer w.metrics.inFlight.Dec()
-							w.process(hardCtx, ctx.Done(), m, pre)
-						})
+						jobs <- job{m: ready[i], pre: pre}
 					}
 				}
 				for _, m := range waiting {
