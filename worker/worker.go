@@ -289,12 +289,17 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			}
 		})
 	}
-	// begins owns the goroutines that begin fetched groups and send jobs;
-	// jobs is closed once they are done.
-	var begins sync.WaitGroup
-	defer inflight.Go(func() {
-		begins.Wait()
-		close(jobs)
+	// One goroutine begins the runs of fetched groups and hands them to the
+	// runners: the groups that arrive while a Begin is on the wire are begun
+	// together by the next one. Every group holds slots, so a send on
+	// fetched never waits either.
+	fetched := make(chan []jetstream.Msg, w.cfg.Concurrency)
+	defer close(fetched)
+	inflight.Go(func() {
+		defer close(jobs)
+		for group := range fetched {
+			w.startGroup(ctx, hardCtx, takeWaiting(group, fetched), jobs, slots, release, inflight)
+		}
 	})
 	for {
 		// Wait for one free slot, then take every other free one.
@@ -341,24 +346,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 				continue
 			}
 			w.metrics.inFlight.Add(float64(len(group)))
-			begins.Go(func() {
-				ready, waiting := w.turns(group)
-				if len(ready) > 0 {
-					for i, pre := range w.beginBatch(ready) {
-						jobs <- job{m: ready[i], pre: pre}
-					}
-				}
-				for _, m := range waiting {
-					inflight.Go(func() {
-						defer w.metrics.inFlight.Dec()
-						if !w.awaitTurn(ctx.Done(), m, slots) {
-							return
-						}
-						defer release(1)
-						w.process(hardCtx, ctx.Done(), m, nil)
-					})
-				}
-			})
+			fetched <- group
 		}
 		cancel()
 		release(n)
@@ -367,6 +355,45 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 				return stop
 			}
 		}
+	}
+}
+
+// takeWaiting returns group with the messages of every other group already
+// waiting in fetched appended.
+func takeWaiting(group []jetstream.Msg, fetched <-chan []jetstream.Msg) []jetstream.Msg {
+	for {
+		select {
+		case more, ok := <-fetched:
+			if !ok {
+				return group
+			}
+			group = append(group, more...)
+		default:
+			return group
+		}
+	}
+}
+
+// startGroup begins the runs of msgs, fetched together, in one round trip
+// (dedupe.BeginAll) and hands them to the runners through jobs; a message
+// that must wait for its conversation's turn (OrderConversation) waits on a
+// goroutine of its own, owned by inflight.
+func (w *Worker) startGroup(ctx, hardCtx context.Context, msgs []jetstream.Msg, jobs chan<- job, slots chan struct{}, release func(int), inflight *sync.WaitGroup) {
+	ready, waiting := w.turns(msgs)
+	if len(ready) > 0 {
+		for i, pre := range w.beginBatch(ready) {
+			jobs <- job{m: ready[i], pre: pre}
+		}
+	}
+	for _, m := range waiting {
+		inflight.Go(func() {
+			defer w.metrics.inFlight.Dec()
+			if !w.awaitTurn(ctx.Done(), m, slots) {
+				return
+			}
+			defer release(1)
+			w.process(hardCtx, ctx.Done(), m, nil)
+		})
 	}
 }
 
