@@ -76,7 +76,8 @@ type RedisOptions struct {
 // Claim is one pipeline of SET <state> p:… NX GET EX <horizon> (PX when the
 // horizon is not whole seconds; SET with both NX and GET needs Redis 7.0).
 // Accept and Release are one pipeline of one small script per key (go-redis
-// splits pipelines by node on Cluster). Begin, Extend, Finish, Unlock and
+// splits pipelines by node on Cluster); ClaimAccept is one pipeline of
+// Accept's scripts followed by Claim's commands. Begin, Extend, Finish, Unlock and
 // Lookup are one script each, atomic on the server. Scripts run by EVALSHA; when a
 // server lacks one (first use, restart, failover) the call is sent again with
 // EVAL, a second round trip that happens once per script and server.
@@ -106,7 +107,10 @@ type Redis struct {
 	horizonMs string
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store         = (*Redis)(nil)
+	_ ClaimAccepter = (*Redis)(nil)
+)
 
 // NewRedis returns a Store on c, which the caller keeps and closes. It sends
 // nothing to Redis; call Ping to check it is reachable.
@@ -140,6 +144,21 @@ func (r *Redis) Claim(ctx context.Context, owner string, keys []string) ([]Claim
 	if len(keys) == 0 {
 		return nil, nil
 	}
+	names, err := r.claimNames(keys)
+	if err != nil {
+		return nil, err
+	}
+	value := redisPendingValue(owner, time.Now())
+	cmds := make([]*redis.StatusCmd, len(keys))
+	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		r.queueClaims(ctx, p, names, value, cmds)
+		return nil
+	})
+	return claimAnswers(keys, value, cmds)
+}
+
+// claimNames returns the state key names of keys, for Claim.
+func (r *Redis) claimNames(keys []string) ([]string, error) {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		state, _, err := r.names(k)
@@ -148,14 +167,18 @@ func (r *Redis) Claim(ctx context.Context, owner string, keys []string) ([]Claim
 		}
 		names[i] = state
 	}
-	value := redisPendingValue(owner, time.Now())
-	cmds := make([]*redis.StatusCmd, len(keys))
-	_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, name := range names {
-			cmds[i] = p.SetArgs(ctx, name, value, redis.SetArgs{Mode: "NX", Get: true, TTL: r.horizon})
-		}
-		return nil
-	})
+	return names, nil
+}
+
+// queueClaims queues the claim of every name on p, its command in cmds.
+func (r *Redis) queueClaims(ctx context.Context, p redis.Pipeliner, names []string, value string, cmds []*redis.StatusCmd) {
+	for i, name := range names {
+		cmds[i] = p.SetArgs(ctx, name, value, redis.SetArgs{Mode: "NX", Get: true, TTL: r.horizon})
+	}
+}
+
+// claimAnswers reads the answers of the claims of keys, written with value.
+func claimAnswers(keys []string, value string, cmds []*redis.StatusCmd) ([]Claim, error) {
 	claims := make([]Claim, len(keys))
 	for i, cmd := range cmds {
 		claims[i].Key = keys[i]
@@ -179,6 +202,40 @@ func (r *Redis) Claim(ctx context.Context, owner string, keys []string) ([]Claim
 	return claims, nil
 }
 
+// ClaimAccept does what Accept(ctx, accept) and Claim(ctx, owner, keys) do,
+// in one round trip: one pipeline of the accept scripts, then the claims
+// (a script the server lacks costs a second round trip, as in Accept). It
+// implements ClaimAccepter.
+func (r *Redis) ClaimAccept(ctx context.Context, owner string, keys []string, accept []Claim) ClaimAccepted {
+	var out ClaimAccepted
+	calls, err := r.casCalls("accept", accept)
+	if err != nil {
+		out.AcceptErr, calls = err, nil
+	}
+	names, err := r.claimNames(keys)
+	if err != nil {
+		out.ClaimErr, names = err, nil
+	}
+	value := redisPendingValue(owner, time.Now())
+	cmds := make([]*redis.StatusCmd, len(names))
+	queue := func(p redis.Pipeliner) { r.queueClaims(ctx, p, names, value, cmds) }
+	switch {
+	case len(calls) > 0:
+		if _, err := runPipelinedThen(ctx, r.c, scriptAccept, calls, queue); err != nil {
+			out.AcceptErr = fmt.Errorf("dedupe: accept: %w", err)
+		}
+	case len(names) > 0:
+		_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			queue(p)
+			return nil
+		})
+	}
+	if len(names) > 0 {
+		out.Claims, out.ClaimErr = claimAnswers(keys, value, cmds)
+	}
+	return out
+}
+
 // Accept moves each claim's key to Accepted ("1", keeping its TTL) where the
 // state is still the claim's Token, in one round trip. Claims with an empty
 // Token, or one that is not a pending value, are skipped; a key whose state
@@ -200,6 +257,19 @@ func (r *Redis) Release(ctx context.Context, claims []Claim) error {
 
 // compareAndSet runs s on every claim with a pending Token, in one pipeline.
 func (r *Redis) compareAndSet(ctx context.Context, op string, s *redis.Script, claims []Claim) error {
+	calls, err := r.casCalls(op, claims)
+	if err != nil || len(calls) == 0 {
+		return err
+	}
+	if _, err := runPipelined(ctx, r.c, s, calls); err != nil {
+		return fmt.Errorf("dedupe: %s: %w", op, err)
+	}
+	return nil
+}
+
+// casCalls returns the script calls of compareAndSet: one per claim with a
+// pending Token.
+func (r *Redis) casCalls(op string, claims []Claim) ([]scriptCall, error) {
 	calls := make([]scriptCall, 0, len(claims))
 	for _, c := range claims {
 		if !redisIsPending(c.Token) {
@@ -207,17 +277,11 @@ func (r *Redis) compareAndSet(ctx context.Context, op string, s *redis.Script, c
 		}
 		state, _, err := r.names(c.Key)
 		if err != nil {
-			return fmt.Errorf("dedupe: %s: %w", op, err)
+			return nil, fmt.Errorf("dedupe: %s: %w", op, err)
 		}
 		calls = append(calls, scriptCall{keys: []string{state}, args: []any{c.Token}})
 	}
-	if len(calls) == 0 {
-		return nil
-	}
-	if _, err := runPipelined(ctx, r.c, s, calls); err != nil {
-		return fmt.Errorf("dedupe: %s: %w", op, err)
-	}
-	return nil
+	return calls, nil
 }
 
 // Begin takes key's lock for opts.TTL, in one round trip. It returns ErrDone

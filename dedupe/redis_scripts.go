@@ -131,10 +131,20 @@ type scriptCall struct {
 // EVAL in a second pipeline, which loads it. It returns one Cmd per call, in
 // order, and the first error of any of them.
 func runPipelined(ctx context.Context, c redis.UniversalClient, s *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
+	return runPipelinedThen(ctx, c, s, calls, nil)
+}
+
+// runPipelinedThen is runPipelined, with the commands then queues (when not
+// nil) sent after the calls in the same pipeline; they are not sent again,
+// and their errors are theirs, not runPipelinedThen's.
+func runPipelinedThen(ctx context.Context, c redis.UniversalClient, s *redis.Script, calls []scriptCall, then func(redis.Pipeliner)) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
 	_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, call := range calls {
 			cmds[i] = s.EvalSha(ctx, p, call.keys, call.args...)
+		}
+		if then != nil {
+			then(p)
 		}
 		return nil
 	})

@@ -169,6 +169,10 @@ func TestRedisRoundTrips(t *testing.T) {
 		keys[i] = messages.KeyOf("roundtrips|" + strconv.Itoa(i) + "|" + t.Name() + time.Now().String())
 	}
 	key := keys[0]
+	more := make([]string, 50)
+	for i := range more {
+		more[i] = messages.KeyOf("roundtrips-more|" + strconv.Itoa(i) + "|" + t.Name() + time.Now().String())
+	}
 
 	// Load every script once: a server without a script costs one more
 	// round trip, once.
@@ -192,6 +196,10 @@ func TestRedisRoundTrips(t *testing.T) {
 		{"Claim 50 again", func() error { _, err := s.Claim(ctx, "ing", keys); return err }},
 		{"Release 25", func() error { return s.Release(ctx, claims[25:]) }},
 		{"Accept 50", func() error { return s.Accept(ctx, claims) }},
+		{"ClaimAccept 50 and 50", func() error {
+			out := s.ClaimAccept(ctx, "ing", more, claims)
+			return errors.Join(out.AcceptErr, out.ClaimErr)
+		}},
 		{"Begin", func() (err error) { lease, err = s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute}); return err }},
 		{"Begin busy", func() error {
 			if _, err := s.Begin(ctx, key, dedupe.BeginOptions{TTL: time.Minute}); !errors.Is(err, dedupe.ErrBusy) {
@@ -265,6 +273,15 @@ func TestRedisScriptFlush(t *testing.T) {
 	}
 	if n := hook.count(func() { err = s.Accept(ctx, claims) }); err != nil || n != 1 {
 		t.Fatalf("Accept once loaded: %v, %d round trips; want nil, 1", err, n)
+	}
+	flush()
+	third := messages.KeyOf("flush|3")
+	var out dedupe.ClaimAccepted
+	if n := hook.count(func() { out = s.ClaimAccept(ctx, "ing", []string{third}, claims) }); out.AcceptErr != nil || out.ClaimErr != nil || n != 2 {
+		t.Fatalf("ClaimAccept after SCRIPT FLUSH: %v, %v, %d round trips; want nil, nil, 2 (EVALSHA and SET, then EVAL)", out.AcceptErr, out.ClaimErr, n)
+	}
+	if len(out.Claims) != 1 || out.Claims[0].Prior != dedupe.Absent {
+		t.Fatalf("ClaimAccept after SCRIPT FLUSH: claims %+v, want one absent", out.Claims)
 	}
 	flush()
 	l, err := s.Begin(ctx, keys[0], dedupe.BeginOptions{TTL: time.Minute})

@@ -57,6 +57,8 @@ func Run(t *testing.T, newStore func(t *testing.T, horizon time.Duration) dedupe
 		{"ClaimBatchMixedStates", testClaimBatchMixedStates},
 		{"ClaimRepeatedKeyInBatch", testClaimRepeatedKeyInBatch},
 		{"ClaimConcurrent", testClaimConcurrent},
+		{"ClaimAndAcceptMixed", testClaimAndAcceptMixed},
+		{"ClaimAndAcceptConcurrent", testClaimAndAcceptConcurrent},
 		{"Horizon", testHorizon},
 		{"BeginFromEachState", testBeginFromEachState},
 		{"BeginBusy", testBeginBusy},

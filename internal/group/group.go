@@ -9,6 +9,10 @@
 // batch. Under load batches grow to what arrived during one round trip, so
 // the round trips per item fall as the load rises.
 //
+// Items that need no answer before their caller moves on can ride along
+// (Ride): they join the next batch when one is about to leave, and their
+// results reach a callback.
+//
 // No goroutine of its own runs: the caller whose batch is on the wire drives
 // it, then hands the lead to the first caller still waiting, if any. A
 // Committer is safe for concurrent use; its zero value is not usable (use
@@ -17,6 +21,7 @@ package group
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -31,13 +36,23 @@ type Committer[T, R any] struct {
 	busy  bool // a batch is on the wire, or a caller is about to send one
 }
 
-// call is one Do waiting for its results.
+// call is one Do waiting for its results, or one Ride.
 type call[T, R any] struct {
 	items []T
 	res   []R
 	err   error
 	lead  bool          // set before done is signalled: the caller sends the next batch
-	done  chan struct{} // signalled once: results ready, or lead handed over
+	done  chan struct{} // signalled once: results ready, or lead handed over; nil for a Ride
+	ride  func([]R, error)
+}
+
+// finish hands a call its results.
+func (b *call[T, R]) finish() {
+	if b.done == nil {
+		b.ride(b.res, b.err)
+		return
+	}
+	b.done <- struct{}{}
 }
 
 // New returns a Committer that sends each batch with commit. commit receives
@@ -74,15 +89,53 @@ func (c *Committer[T, R]) Do(items []T) ([]R, error) {
 		c.busy = true
 		c.mu.Unlock()
 	}
-	// me leads. It is first in the queue (the queue was empty, or the lead
-	// was handed to its head), so the batch taken now holds it.
-	batch := c.take()
-	c.run(batch)
-	for _, b := range batch[1:] {
-		b.done <- struct{}{}
-	}
-	c.handOver()
+	c.lead(me)
 	return me.res, me.err
+}
+
+// Ride queues items to go with the next batch, when one is about to leave:
+// a batch is on the wire and a Do call waits to send the next. It then
+// returns true at once; done is called with the items' results (or their
+// batch's error) by the caller that sends the batch, before that caller's Do
+// returns. Otherwise Ride queues nothing, does not call done, and returns
+// false: the caller sends the items some other way. A Ride with no items
+// returns false.
+func (c *Committer[T, R]) Ride(items []T, done func([]R, error)) bool {
+	if len(items) == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.busy || !slices.ContainsFunc(c.queue, waits[T, R]) {
+		return false
+	}
+	c.queue = append(c.queue, &call[T, R]{items: items, ride: done})
+	return true
+}
+
+// waits reports whether b is a Do call (not a Ride).
+func waits[T, R any](b *call[T, R]) bool { return b.done != nil }
+
+// lead sends batches, me's among them, then hands the lead over.
+func (c *Committer[T, R]) lead(me *call[T, R]) {
+	sent := false
+	for {
+		// The batch taken now holds me when me is first in the queue (the
+		// queue was empty, or the lead was handed to its head); riders queued
+		// before me may take a batch first.
+		batch := c.take()
+		c.run(batch)
+		for _, b := range batch {
+			if b == me {
+				sent = true
+				continue
+			}
+			b.finish()
+		}
+		if c.handOver(sent) {
+			return
+		}
+	}
 }
 
 // take removes the next batch from the queue: whole calls, up to max items,
@@ -107,18 +160,28 @@ func (c *Committer[T, R]) take() []*call[T, R] {
 	return batch
 }
 
-// handOver passes the lead to the first waiting call, or marks the
-// Committer idle.
-func (c *Committer[T, R]) handOver() {
+// handOver passes the lead to the first waiting Do call, or marks the
+// Committer idle, and reports true; it reports false when the caller must
+// send the next batch itself: its own call is not sent yet, or only riders
+// wait (which happens when they did not fit in the batch that carried them).
+func (c *Committer[T, R]) handOver(sent bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) == 0 {
 		c.busy = false
-		return
+		return true
 	}
-	next := c.queue[0]
+	if !sent {
+		return false
+	}
+	i := slices.IndexFunc(c.queue, waits[T, R])
+	if i < 0 {
+		return false
+	}
+	next := c.queue[i]
 	next.lead = true
 	next.done <- struct{}{}
+	return true
 }
 
 // run commits one batch and hands each call its results.

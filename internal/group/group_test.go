@@ -3,6 +3,7 @@ package group
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,5 +183,151 @@ func TestErrorsReachEveryCallOfTheBatch(t *testing.T) {
 	}
 	if out, err := c.Do(nil); out != nil || err != nil {
 		t.Fatalf("no items: %v %v", out, err)
+	}
+}
+
+// waitQueued polls until c's queue holds n calls.
+func waitQueued[T, R any](t *testing.T, c *Committer[T, R], n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := len(c.queue)
+		c.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue holds %d calls, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRideJoinsTheNextBatch holds a batch on the wire with a Do call
+// waiting, and checks riders go in the waiter's batch, each handed its own
+// results before the waiter's Do returns; with no batch about to leave, Ride
+// refuses.
+func TestRideJoinsTheNextBatch(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var batches [][]int
+	c := New(0, func(in []int) ([]int, error) {
+		mu.Lock()
+		batches = append(batches, slices.Clone(in))
+		mu.Unlock()
+		select {
+		case started <- struct{}{}:
+			<-release
+		default:
+		}
+		out := make([]int, len(in))
+		for i, v := range in {
+			out[i] = -v
+		}
+		return out, nil
+	})
+	unwanted := func([]int, error) { t.Error("done called for a refused ride") }
+	if c.Ride([]int{9}, unwanted) {
+		t.Fatal("Ride on an idle committer: got true, want false")
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Do([]int{1}) })
+	<-started // the first batch is on the wire, no call waits
+	if c.Ride([]int{9}, unwanted) {
+		t.Fatal("Ride with no Do waiting: got true, want false")
+	}
+	var rides [][]int
+	var waiterDone atomic.Bool
+	wg.Go(func() {
+		out, err := c.Do([]int{2, 3})
+		if err != nil || !slices.Equal(out, []int{-2, -3}) {
+			t.Errorf("waiter: %v %v, want [-2 -3]", out, err)
+		}
+		waiterDone.Store(true)
+	})
+	waitQueued(t, c, 1)
+	for _, items := range [][]int{{4}, {5, 6}} {
+		ok := c.Ride(items, func(out []int, err error) {
+			if err != nil {
+				t.Errorf("ride %v: %v", items, err)
+			}
+			if waiterDone.Load() {
+				t.Errorf("ride %v: done called after the waiter's Do returned", items)
+			}
+			mu.Lock()
+			rides = append(rides, out)
+			mu.Unlock()
+		})
+		if !ok {
+			t.Fatalf("Ride %v with a Do waiting: got false, want true", items)
+		}
+	}
+	close(release)
+	wg.Wait()
+	want := [][]int{{1}, {2, 3, 4, 5, 6}}
+	if !slices.EqualFunc(batches, want, slices.Equal) {
+		t.Fatalf("batches %v, want %v", batches, want)
+	}
+	if !slices.EqualFunc(rides, [][]int{{-4}, {-5, -6}}, slices.Equal) {
+		t.Fatalf("ride results %v, want [[-4] [-5 -6]]", rides)
+	}
+	if c.busy || len(c.queue) != 0 {
+		t.Fatalf("committer not idle: busy=%v queue=%d", c.busy, len(c.queue))
+	}
+}
+
+// TestRidersOverMaxStillLeave checks riders that do not fit in the batch
+// that was to carry them leave in another before the leading Do returns,
+// and that a batch's error reaches them.
+func TestRidersOverMaxStillLeave(t *testing.T) {
+	boom := errors.New("boom")
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var sizes []int
+	c := New(2, func(in []int) ([]int, error) {
+		mu.Lock()
+		sizes = append(sizes, len(in))
+		mu.Unlock()
+		select {
+		case started <- struct{}{}:
+			<-release
+		default:
+		}
+		return nil, boom
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Do([]int{1}) })
+	<-started
+	var rode atomic.Int64
+	wg.Go(func() {
+		if _, err := c.Do([]int{2, 3}); !errors.Is(err, boom) {
+			t.Errorf("waiter: %v, want %v", err, boom)
+		}
+		if n := rode.Load(); n != 3 {
+			t.Errorf("waiter returned with %d of 3 riders done", n)
+		}
+	})
+	waitQueued(t, c, 1)
+	for i := range 3 {
+		if !c.Ride([]int{10 + i, 20 + i}, func(_ []int, err error) {
+			if !errors.Is(err, boom) {
+				t.Errorf("rider %d: %v, want %v", i, err, boom)
+			}
+			rode.Add(1)
+		}) {
+			t.Fatalf("Ride %d: got false, want true", i)
+		}
+	}
+	close(release)
+	wg.Wait()
+	if !slices.Equal(sizes, []int{1, 2, 2, 2, 2}) {
+		t.Fatalf("batch sizes %v, want [1 2 2 2 2]", sizes)
+	}
+	if c.busy || len(c.queue) != 0 {
+		t.Fatalf("committer not idle: busy=%v queue=%d", c.busy, len(c.queue))
 	}
 }
