@@ -77,7 +77,7 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 	}
 
 	// The claims go to the store with those of every request waiting now.
-	claims, err := s.commits.claims.Do(keys)
+	claims, err := s.claim(keys)
 	bypass := false
 	if err != nil {
 		if s.cfg.RedisPolicy == FailClosed || errors.Is(err, errStoreSlow) {
@@ -179,14 +179,13 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 	if len(stored) > 0 {
 		// The accepted mark is not on the ack path (G4: the answer waits for
 		// the claim and the publish only), and goes to the store with the
-		// marks of every request answered meanwhile. Were it lost, the keys
-		// would stay pending: a retry publishes them again with the same
-		// Nats-Msg-Id, which JetStream drops within its duplicate window,
-		// and a worker's done mark ends the rest.
-		s.marking.Add(1)
-		s.marks.Go(func() {
-			defer s.marking.Add(-1)
-			if _, err := s.commits.marks.Do(stored); err != nil {
+		// next claim batch, or with the marks of every request answered
+		// meanwhile. Were it lost, the keys would stay pending: a retry
+		// publishes them again with the same Nats-Msg-Id, which JetStream
+		// drops within its duplicate window, and a worker's done mark ends
+		// the rest.
+		s.markAccepted(stored, func(err error) {
+			if err != nil {
 				log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
 			}
 		})

@@ -19,95 +19,212 @@ import (
 // trips between the requests waiting at a moment:
 //
 //   - claims: the keys of every request waiting for a claim go to the store
-//     in one Claim call (one Redis pipeline), under one owner per batch;
+//     in one call (one Redis pipeline), under one owner per batch;
 //   - publishes: every event of a request is published without waiting
 //     (PublishMsgAsync), then the request waits for its own PubAcks only;
-//   - accepted marks: the stored claims of every request answered while the
-//     previous Accept was on the wire go in the next Accept call.
+//   - accepted marks: the stored claims of a request answered while a claim
+//     batch is on the wire ride with the next claim batch
+//     (dedupe.ClaimAndAccept: one pipeline on Redis), or alone if no claim
+//     waits when that batch returns; with no claim batch on the wire they
+//     go with the marks of every request answered while the previous
+//     Accept was on the wire, in the next Accept call.
 //
 // A batch leaves as soon as the previous one of its kind returns: nothing
 // waits for a timer, so an idle ingress answers a lone request as fast as
 // before. Each request still gets its own claims, its own PubAcks and its
 // own answer: a request is answered 200 only after every one of its events
 // has a PubAck (G1), and a request whose publishes fail releases only its
-// own unstored claims. A failed Claim call fails every request of its batch
-// alike (FailOpen publishes them without claims, FailClosed answers 503).
+// own unstored claims. A failed claim fails every request of its batch
+// alike (FailOpen publishes them without claims, FailClosed answers 503); a
+// failed accept of marks riding with it fails none of them.
 
-// maxClaimBatch bounds the keys of one Claim call that holds more than one
-// request; a single request with more keys is claimed alone.
+// maxClaimBatch bounds the items (keys to claim, marks riding along) of one
+// claim batch that holds more than one request; a single request with more
+// keys is claimed alone.
 const maxClaimBatch = 4096
 
 // commits holds the group commits of a Server.
 type commits struct {
-	claims *group.Committer[string, dedupe.Claim]
+	claims *group.Committer[storeOp, opResult]
 	marks  *group.Committer[dedupe.Claim, struct{}]
 
 	asyncOnce sync.Once
 	async     jetstream.JetStream // nil: publish through Server.publish
 }
 
+// storeOp is one item of a claim batch: a key to claim, or a stored claim
+// to mark accepted, riding along.
+type storeOp struct {
+	key    string       // the key to claim, unless accept
+	mark   dedupe.Claim // the claim to mark accepted, when accept
+	accept bool
+}
+
+// opResult is the result of one storeOp: the claim of its key, or the
+// error of its part of the batch (the claim's, or the accept's).
+type opResult struct {
+	claim dedupe.Claim
+	err   error
+}
+
 // newCommits returns the group commits of s.
 func (s *Server) newCommits() *commits {
 	return &commits{
-		claims: group.New(maxClaimBatch, s.claimBatch),
+		claims: group.New(maxClaimBatch, s.storeBatch),
 		marks:  group.New(0, s.markBatch),
 	}
 }
 
-// claimChunk is the most keys claimed in one store call: a larger batch (a
-// request with many events) is claimed in several calls, each bounded by
-// Config.StoreTimeout, so that a healthy store answers each one in time.
-const claimChunk = 1000
-
-// errStoreSlow is returned by claimBatch when the store did not answer a
-// claim within Config.StoreTimeout but answers a ping: it is slow, not
-// unreachable, and FailOpen does not apply.
-var errStoreSlow = errors.New("ingest: dedupe store too slow for the claim")
-
-// claimBatch claims keys, the keys of every request of one batch, under an
-// owner of its own, in store calls of at most claimChunk keys, each bounded
-// by Config.StoreTimeout, and checks the answers have one claim per key.
-// When a call fails, the claims already taken are released (best effort) and
-// the error returned; it wraps errStoreSlow when the call ran out of time
-// and the store still answers a ping.
-func (s *Server) claimBatch(keys []string) ([]dedupe.Claim, error) {
-	owner, _ := s.requestOwner()
-	claims := make([]dedupe.Claim, 0, len(keys))
-	for len(claims) < len(keys) {
-		part := keys[len(claims):min(len(keys), len(claims)+claimChunk)]
-		got, err := s.claimOnce(owner, part)
-		if err != nil {
-			s.releaseTaken(claims)
-			if timedOut(err) && s.storeCall(context.Background(), s.store.Ping) == nil {
-				err = fmt.Errorf("%w: %w", errStoreSlow, err)
-			}
-			return nil, err
+// claim claims keys, one request's, in the next claim batch, and returns
+// one claim per key, in order.
+func (s *Server) claim(keys []string) ([]dedupe.Claim, error) {
+	ops := make([]storeOp, len(keys))
+	for i, k := range keys {
+		ops[i].key = k
+	}
+	res, err := s.commits.claims.Do(ops)
+	if err != nil {
+		return nil, err
+	}
+	claims := make([]dedupe.Claim, len(res))
+	for i, r := range res {
+		if r.err != nil {
+			return nil, r.err
 		}
-		claims = append(claims, got...)
+		claims[i] = r.claim
 	}
 	return claims, nil
 }
 
-// claimOnce claims keys in one store call bounded by Config.StoreTimeout,
-// and checks the answer has one claim per key.
-func (s *Server) claimOnce(owner string, keys []string) ([]dedupe.Claim, error) {
+// markAccepted marks stored, one request's stored claims, accepted after
+// the request is answered: riding with the next claim batch while one is on
+// the wire, else in the next Accept call, on a goroutine; s.marks and
+// s.marking count it until done has received the error (called once).
+func (s *Server) markAccepted(stored []dedupe.Claim, done func(error)) {
+	s.marking.Add(1)
+	s.marks.Add(1)
+	finish := func(err error) {
+		defer s.marks.Done()
+		defer s.marking.Add(-1)
+		done(err)
+	}
+	ops := make([]storeOp, len(stored))
+	for i, cl := range stored {
+		ops[i] = storeOp{mark: cl, accept: true}
+	}
+	rode := s.commits.claims.Ride(ops, func(res []opResult, err error) {
+		for _, r := range res {
+			if r.err != nil {
+				err = r.err
+				break
+			}
+		}
+		finish(err)
+	})
+	if !rode {
+		go func() {
+			_, err := s.commits.marks.Do(stored)
+			finish(err)
+		}()
+	}
+}
+
+// claimChunk is the most keys claimed (or marks accepted) in one store
+// call: a larger batch (a request with many events) is claimed in several
+// calls, each bounded by Config.StoreTimeout, so that a healthy store
+// answers each one in time.
+const claimChunk = 1000
+
+// errStoreSlow is returned by storeBatch when the store did not answer a
+// claim within Config.StoreTimeout but answers a ping: it is slow, not
+// unreachable, and FailOpen does not apply.
+var errStoreSlow = errors.New("ingest: dedupe store too slow for the claim")
+
+// storeBatch claims the keys of ops, the keys of every request of one
+// batch, under an owner of its own, and marks accepted the claims riding
+// with them, in store calls of at most claimChunk keys and claimChunk marks
+// each, bounded by Config.StoreTimeout, and checks the answers have one
+// claim per key. When a claim call fails, the claims already taken are
+// released (best effort), and every key's result is the error; it wraps
+// errStoreSlow when the call ran out of time and the store still answers a
+// ping. Marks left unsent get the same error.
+func (s *Server) storeBatch(ops []storeOp) ([]opResult, error) {
+	owner, _ := s.requestOwner()
+	keys := make([]string, 0, len(ops))
+	var marks []dedupe.Claim
+	for _, op := range ops {
+		if op.accept {
+			marks = append(marks, op.mark)
+		} else {
+			keys = append(keys, op.key)
+		}
+	}
+	claims := make([]dedupe.Claim, 0, len(keys))
+	var claimErr, markErr error
+	sent := 0 // marks sent
+	for len(claims) < len(keys) || sent < len(marks) {
+		part := keys[len(claims):min(len(keys), len(claims)+claimChunk)]
+		m := marks[sent:min(len(marks), sent+claimChunk)]
+		out := s.claimOnce(owner, part, m)
+		sent += len(m)
+		if out.AcceptErr != nil {
+			markErr = out.AcceptErr
+		}
+		if err := out.ClaimErr; err != nil {
+			s.releaseTaken(claims)
+			if timedOut(err) && s.storeCall(context.Background(), s.store.Ping) == nil {
+				err = fmt.Errorf("%w: %w", errStoreSlow, err)
+			}
+			claimErr = err
+			if sent < len(marks) && markErr == nil {
+				markErr = err
+			}
+			break
+		}
+		claims = append(claims, out.Claims...)
+	}
+	res := make([]opResult, len(ops))
+	next := 0
+	for i, op := range ops {
+		switch {
+		case op.accept:
+			res[i].err = markErr
+		case claimErr != nil:
+			res[i].err = claimErr
+		default:
+			res[i].claim = claims[next]
+			next++
+		}
+	}
+	return res, nil
+}
+
+// claimOnce claims keys and marks the claims marks accepted in one store
+// call bounded by Config.StoreTimeout, and checks the answer has one claim
+// per key.
+func (s *Server) claimOnce(owner string, keys []string, marks []dedupe.Claim) dedupe.ClaimAccepted {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 	defer cancel()
 	start := time.Now()
-	claims, err := s.store.Claim(ctx, owner, keys)
+	out := dedupe.ClaimAndAccept(ctx, s.store, owner, keys, marks)
+	if len(keys) == 0 {
+		return out
+	}
 	s.metrics.claim.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return nil, err
+	if out.ClaimErr != nil {
+		return out
 	}
-	if len(claims) != len(keys) {
-		return nil, fmt.Errorf("ingest: store answered %d claims for %d keys", len(claims), len(keys))
+	if len(out.Claims) != len(keys) {
+		out.Claims, out.ClaimErr = nil, fmt.Errorf("ingest: store answered %d claims for %d keys", len(out.Claims), len(keys))
+		return out
 	}
-	for i, cl := range claims {
+	for i, cl := range out.Claims {
 		if cl.Key != keys[i] {
-			return nil, fmt.Errorf("ingest: store answered claim %d for another key", i)
+			out.Claims, out.ClaimErr = nil, fmt.Errorf("ingest: store answered claim %d for another key", i)
+			return out
 		}
 	}
-	return claims, nil
+	return out
 }
 
 // timedOut reports whether err is a deadline's: the context's, or a socket

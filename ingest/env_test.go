@@ -309,6 +309,45 @@ type countingStore struct {
 }
 
 func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error {
+	if err := s.beforeAccept(ctx); err != nil {
+		return err
+	}
+	return s.Store.Accept(ctx, claims)
+}
+
+func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {
+	if err := s.beforeClaim(ctx, keys); err != nil {
+		return nil, err
+	}
+	return s.Store.Claim(ctx, owner, keys)
+}
+
+// ClaimAccept is Claim and Accept at once, each part counted, gated and
+// delayed as alone, in one round trip when the store allows.
+func (s *countingStore) ClaimAccept(ctx context.Context, owner string, keys []string, accept []dedupe.Claim) dedupe.ClaimAccepted {
+	var out dedupe.ClaimAccepted
+	if len(accept) > 0 {
+		if out.AcceptErr = s.beforeAccept(ctx); out.AcceptErr != nil {
+			accept = nil
+		}
+	}
+	if len(keys) > 0 {
+		if out.ClaimErr = s.beforeClaim(ctx, keys); out.ClaimErr != nil {
+			keys = nil
+		}
+	}
+	got := dedupe.ClaimAndAccept(ctx, s.Store, owner, keys, accept)
+	if len(accept) > 0 {
+		out.AcceptErr = got.AcceptErr
+	}
+	if len(keys) > 0 {
+		out.Claims, out.ClaimErr = got.Claims, got.ClaimErr
+	}
+	return out
+}
+
+// beforeAccept holds an Accept at acceptGate.
+func (s *countingStore) beforeAccept(ctx context.Context) error {
 	if s.acceptGate != nil {
 		select {
 		case <-s.acceptGate:
@@ -316,10 +355,11 @@ func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error
 			return ctx.Err()
 		}
 	}
-	return s.Store.Accept(ctx, claims)
+	return nil
 }
 
-func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {
+// beforeClaim counts a Claim of keys, calls onClaim and waits claimDelay.
+func (s *countingStore) beforeClaim(ctx context.Context, keys []string) error {
 	s.claims.Add(1)
 	s.keys.Add(int64(len(keys)))
 	if s.onClaim != nil {
@@ -329,10 +369,10 @@ func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) 
 		select {
 		case <-time.After(s.claimDelay):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	return s.Store.Claim(ctx, owner, keys)
+	return nil
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.

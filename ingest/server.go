@@ -528,6 +528,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = fmt.Errorf("ingest: serve: %w", serr)
 	}
 	s.marks.Wait() // each bounded by Config.StoreTimeout
+	s.commits.claims.Wait()
 	if err == nil {
 		s.log.Info("ingest: stopped")
 	}

@@ -370,8 +370,11 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// The store is used through the Store interface only.
-var _ dedupe.Store = (*countingStore)(nil)
+// The store is used through the Store interface, and ClaimAccepter.
+var (
+	_ dedupe.Store         = (*countingStore)(nil)
+	_ dedupe.ClaimAccepter = (*countingStore)(nil)
+)
 
 // G1/G4 on shutdown: the accepted marks written after the answers are not
 // abandoned; Serve returns only once they have landed.

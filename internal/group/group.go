@@ -10,11 +10,12 @@
 // the round trips per item fall as the load rises.
 //
 // Items that need no answer before their caller moves on can ride along
-// (Ride): they join the next batch when one is about to leave, and their
+// (Ride): while a batch is on the wire they join the next one, and their
 // results reach a callback.
 //
-// No goroutine of its own runs: the caller whose batch is on the wire drives
-// it, then hands the lead to the first caller still waiting, if any. A
+// No goroutine of its own runs, but for riders left alone: the caller whose
+// batch is on the wire drives it, then hands the lead to the first caller
+// still waiting, if any. A
 // Committer is safe for concurrent use; its zero value is not usable (use
 // New).
 package group
@@ -31,9 +32,10 @@ type Committer[T, R any] struct {
 	commit func(items []T) ([]R, error)
 	max    int
 
-	mu    sync.Mutex
-	queue []*call[T, R]
-	busy  bool // a batch is on the wire, or a caller is about to send one
+	mu     sync.Mutex
+	queue  []*call[T, R]
+	busy   bool           // a batch is on the wire, or a caller is about to send one
+	riders sync.WaitGroup // goroutines sending riders alone
 }
 
 // call is one Do waiting for its results, or one Ride.
@@ -93,32 +95,38 @@ func (c *Committer[T, R]) Do(items []T) ([]R, error) {
 	return me.res, me.err
 }
 
-// Ride queues items to go with the next batch, when one is about to leave:
-// a batch is on the wire and a Do call waits to send the next. It then
-// returns true at once; done is called with the items' results (or their
-// batch's error) by the caller that sends the batch, before that caller's Do
-// returns. Otherwise Ride queues nothing, does not call done, and returns
-// false: the caller sends the items some other way. A Ride with no items
-// returns false.
+// Ride queues items to go with the next batch when a batch is on the wire,
+// and returns true at once: done is called with the items' results (or
+// their batch's error) when that batch returns. The next batch is sent by
+// the first Do call waiting when the one on the wire returns, or, when none
+// waits, by a goroutine of the Committer (Wait waits for it). With no batch
+// on the wire, Ride queues nothing, does not call done, and returns false:
+// the caller sends the items some other way, and an idle Committer stays
+// idle. A Ride with no items returns false.
 func (c *Committer[T, R]) Ride(items []T, done func([]R, error)) bool {
 	if len(items) == 0 {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.busy || !slices.ContainsFunc(c.queue, waits[T, R]) {
+	if !c.busy {
 		return false
 	}
 	c.queue = append(c.queue, &call[T, R]{items: items, ride: done})
 	return true
 }
 
+// Wait waits until every batch of riders that a goroutine of the Committer
+// sends (see Ride) has returned. Call it once no more Ride calls are made.
+func (c *Committer[T, R]) Wait() { c.riders.Wait() }
+
 // waits reports whether b is a Do call (not a Ride).
 func waits[T, R any](b *call[T, R]) bool { return b.done != nil }
 
-// lead sends batches, me's among them, then hands the lead over.
+// lead sends batches, me's among them (me nil: riders only), then hands
+// the lead over.
 func (c *Committer[T, R]) lead(me *call[T, R]) {
-	sent := false
+	sent := me == nil
 	for {
 		// The batch taken now holds me when me is first in the queue (the
 		// queue was empty, or the lead was handed to its head); riders queued
@@ -132,7 +140,7 @@ func (c *Committer[T, R]) lead(me *call[T, R]) {
 			}
 			b.finish()
 		}
-		if c.handOver(sent) {
+		if c.handOver(sent, me == nil) {
 			return
 		}
 	}
@@ -163,8 +171,10 @@ func (c *Committer[T, R]) take() []*call[T, R] {
 // handOver passes the lead to the first waiting Do call, or marks the
 // Committer idle, and reports true; it reports false when the caller must
 // send the next batch itself: its own call is not sent yet, or only riders
-// wait (which happens when they did not fit in the batch that carried them).
-func (c *Committer[T, R]) handOver(sent bool) bool {
+// wait and the caller is the riders' goroutine (rider). When only riders
+// wait and the caller is a Do call, a goroutine of the Committer sends them,
+// so that the caller returns at once.
+func (c *Committer[T, R]) handOver(sent, rider bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) == 0 {
@@ -174,13 +184,16 @@ func (c *Committer[T, R]) handOver(sent bool) bool {
 	if !sent {
 		return false
 	}
-	i := slices.IndexFunc(c.queue, waits[T, R])
-	if i < 0 {
+	if i := slices.IndexFunc(c.queue, waits[T, R]); i >= 0 {
+		next := c.queue[i]
+		next.lead = true
+		next.done <- struct{}{}
+		return true
+	}
+	if rider {
 		return false
 	}
-	next := c.queue[i]
-	next.lead = true
-	next.done <- struct{}{}
+	c.riders.Go(func() { c.lead(nil) })
 	return true
 }
 

@@ -204,10 +204,9 @@ func waitQueued[T, R any](t *testing.T, c *Committer[T, R], n int) {
 	}
 }
 
-// TestRideJoinsTheNextBatch holds a batch on the wire with a Do call
-// waiting, and checks riders go in the waiter's batch, each handed its own
-// results before the waiter's Do returns; with no batch about to leave, Ride
-// refuses.
+// TestRideJoinsTheNextBatch holds a batch on the wire, and checks riders
+// go in the next batch, with the Do call that waits, each handed its own
+// results before that Do returns; with no batch on the wire, Ride refuses.
 func TestRideJoinsTheNextBatch(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -228,28 +227,17 @@ func TestRideJoinsTheNextBatch(t *testing.T) {
 		}
 		return out, nil
 	})
-	unwanted := func([]int, error) { t.Error("done called for a refused ride") }
-	if c.Ride([]int{9}, unwanted) {
+	if c.Ride([]int{9}, func([]int, error) { t.Error("done called for a refused ride") }) {
 		t.Fatal("Ride on an idle committer: got true, want false")
 	}
 
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.Do([]int{1}) })
-	<-started // the first batch is on the wire, no call waits
-	if c.Ride([]int{9}, unwanted) {
-		t.Fatal("Ride with no Do waiting: got true, want false")
-	}
+	<-started // the first batch is on the wire
 	var rides [][]int
 	var waiterDone atomic.Bool
-	wg.Go(func() {
-		out, err := c.Do([]int{2, 3})
-		if err != nil || !slices.Equal(out, []int{-2, -3}) {
-			t.Errorf("waiter: %v %v, want [-2 -3]", out, err)
-		}
-		waiterDone.Store(true)
-	})
-	waitQueued(t, c, 1)
-	for _, items := range [][]int{{4}, {5, 6}} {
+	ride := func(items []int) {
+		t.Helper()
 		ok := c.Ride(items, func(out []int, err error) {
 			if err != nil {
 				t.Errorf("ride %v: %v", items, err)
@@ -262,12 +250,23 @@ func TestRideJoinsTheNextBatch(t *testing.T) {
 			mu.Unlock()
 		})
 		if !ok {
-			t.Fatalf("Ride %v with a Do waiting: got false, want true", items)
+			t.Fatalf("Ride %v with a batch on the wire: got false, want true", items)
 		}
 	}
+	ride([]int{4})
+	wg.Go(func() {
+		out, err := c.Do([]int{2, 3})
+		if err != nil || !slices.Equal(out, []int{-2, -3}) {
+			t.Errorf("waiter: %v %v, want [-2 -3]", out, err)
+		}
+		waiterDone.Store(true)
+	})
+	waitQueued(t, c, 2)
+	ride([]int{5, 6})
 	close(release)
 	wg.Wait()
-	want := [][]int{{1}, {2, 3, 4, 5, 6}}
+	c.Wait()
+	want := [][]int{{1}, {4, 2, 3, 5, 6}}
 	if !slices.EqualFunc(batches, want, slices.Equal) {
 		t.Fatalf("batches %v, want %v", batches, want)
 	}
@@ -279,10 +278,10 @@ func TestRideJoinsTheNextBatch(t *testing.T) {
 	}
 }
 
-// TestRidersOverMaxStillLeave checks riders that do not fit in the batch
-// that was to carry them leave in another before the leading Do returns,
-// and that a batch's error reaches them.
-func TestRidersOverMaxStillLeave(t *testing.T) {
+// TestRidersLeaveAlone checks riders with no Do call waiting leave once the
+// batch on the wire returns, without holding up its callers, in batches of
+// at most max items, and that a batch's error reaches them.
+func TestRidersLeaveAlone(t *testing.T) {
 	boom := errors.New("boom")
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -300,18 +299,13 @@ func TestRidersOverMaxStillLeave(t *testing.T) {
 		return nil, boom
 	})
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = c.Do([]int{1}) })
-	<-started
-	var rode atomic.Int64
 	wg.Go(func() {
-		if _, err := c.Do([]int{2, 3}); !errors.Is(err, boom) {
-			t.Errorf("waiter: %v, want %v", err, boom)
-		}
-		if n := rode.Load(); n != 3 {
-			t.Errorf("waiter returned with %d of 3 riders done", n)
+		if _, err := c.Do([]int{1}); !errors.Is(err, boom) {
+			t.Errorf("Do: %v, want %v", err, boom)
 		}
 	})
-	waitQueued(t, c, 1)
+	<-started
+	var rode atomic.Int64
 	for i := range 3 {
 		if !c.Ride([]int{10 + i, 20 + i}, func(_ []int, err error) {
 			if !errors.Is(err, boom) {
@@ -324,8 +318,12 @@ func TestRidersOverMaxStillLeave(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	if !slices.Equal(sizes, []int{1, 2, 2, 2, 2}) {
-		t.Fatalf("batch sizes %v, want [1 2 2 2 2]", sizes)
+	c.Wait()
+	if n := rode.Load(); n != 3 {
+		t.Fatalf("%d of 3 riders done after Wait", n)
+	}
+	if !slices.Equal(sizes, []int{1, 2, 2, 2}) {
+		t.Fatalf("batch sizes %v, want [1 2 2 2]", sizes)
 	}
 	if c.busy || len(c.queue) != 0 {
 		t.Fatalf("committer not idle: busy=%v queue=%d", c.busy, len(c.queue))
