@@ -2,14 +2,20 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/dedupe"
 )
@@ -183,4 +189,95 @@ func TestGroupCommitFailureStaysInItsRequest(t *testing.T) {
 		}
 	}
 	t.Logf("keys per Claim call: %v", g.batches())
+}
+
+// ridingMark starts an ingress (its store set up by setup) and answers
+// request A while request L's claim is on the wire, so that A's accepted
+// mark rides with the next claim batch, which carries request B's claim.
+// It returns the ingress, A's and B's codes and A's and B's keys, once every
+// mark has landed.
+func ridingMark(t *testing.T, cfg Config, setup func(*countingStore)) (e *env, codeA, codeB int, keyA, keyB string) {
+	t.Helper()
+	// Hold A's publish until L's claim is on the wire, and L's claim (the
+	// second claim call: A's is the first) until B waits behind it.
+	published, pubGate := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e = newEnv(t, cfg, WithPublisher(func(next PublishFunc) PublishFunc {
+		return func(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+			once.Do(func() {
+				close(published)
+				<-pubGate
+			})
+			return next(ctx, msg)
+		}
+	}))
+	setup(e.store)
+	claimStarted, claimGate := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	e.store.onClaim = func([]string) {
+		if calls.Add(1) == 2 {
+			close(claimStarted)
+			<-claimGate
+		}
+	}
+	bodyA, bodyL, bodyB := textBody("wamid.ride.a", "a"), textBody("wamid.ride.l", "l"), textBody("wamid.ride.b", "b")
+	keyA, keyB = parse(t, bodyA)[0].Key, parse(t, bodyB)[0].Key
+	var wg sync.WaitGroup
+	answeredA := make(chan struct{})
+	wg.Go(func() {
+		codeA, _, _ = e.postAsync(bodyA)
+		close(answeredA)
+	})
+	<-published // A's claim is taken, its publish held
+	wg.Go(func() { _, _, _ = e.postAsync(bodyL) })
+	<-claimStarted
+	close(pubGate)
+	<-answeredA // while L's claim is still on the wire
+	wg.Go(func() { codeB, _, _ = e.postAsync(bodyB) })
+	e.waitQueued(3) // A, its batch, L, L's batch, B
+	close(claimGate)
+	wg.Wait()
+	e.waitMarks()
+	return e, codeA, codeB, keyA, keyB
+}
+
+// §2: the accepted mark of a request answered while a claim batch is on the
+// wire rides with the next claim batch, in one store call.
+func TestAcceptedMarkRidesWithClaims(t *testing.T) {
+	e, codeA, codeB, keyA, keyB := ridingMark(t, Config{}, func(*countingStore) {})
+	if codeA != http.StatusOK || codeB != http.StatusOK {
+		t.Fatalf("answers %d and %d, want 200 and 200", codeA, codeB)
+	}
+	if n := e.store.rides.Load(); n != 1 {
+		t.Fatalf("%d store calls carried claims and accepted marks together, want 1", n)
+	}
+	for _, k := range []string{keyA, keyB} {
+		if s := e.state(k); s != dedupe.Accepted {
+			t.Fatalf("key %s: %v, want accepted", k, s)
+		}
+	}
+}
+
+// A failed accept of marks riding with a claim batch fails none of its
+// claims: the request claimed with them is answered 200 (under FailClosed,
+// where a failed claim answers 503), the marked key stays pending (a retry
+// publishes it again with the same Nats-Msg-Id).
+func TestRidingMarkFailureFailsNoClaim(t *testing.T) {
+	boom := errors.New("accept refused")
+	e, codeA, codeB, keyA, keyB := ridingMark(t, Config{RedisPolicy: FailClosed}, func(s *countingStore) { s.acceptErr = boom })
+	if codeA != http.StatusOK || codeB != http.StatusOK {
+		t.Fatalf("answers %d and %d, want 200 and 200", codeA, codeB)
+	}
+	if n := e.store.rides.Load(); n != 1 {
+		t.Fatalf("%d store calls carried claims and accepted marks together, want 1", n)
+	}
+	if s := e.state(keyA); s != dedupe.Pending {
+		t.Fatalf("key of the failed mark: %v, want pending", s)
+	}
+	if s := e.state(keyB); s != dedupe.Pending {
+		t.Fatalf("key claimed with the failed mark: %v, want pending (its own mark failed too)", s)
+	}
+	if !strings.Contains(e.logs.String(), boom.Error()) {
+		t.Fatalf("no log line about the failed accept:\n%s", e.logs.String())
+	}
 }

@@ -306,6 +306,11 @@ type countingStore struct {
 	// claimDelay, when set, makes every Claim wait that long (or until its
 	// context is done) before it runs: a slow but healthy store.
 	claimDelay time.Duration
+	// acceptErr, when set, fails every Accept.
+	acceptErr error
+	// rides counts the ClaimAccept calls that carried both claims and
+	// accepted marks.
+	rides atomic.Int64
 }
 
 func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error {
@@ -326,6 +331,9 @@ func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) 
 // delayed as alone, in one round trip when the store allows.
 func (s *countingStore) ClaimAccept(ctx context.Context, owner string, keys []string, accept []dedupe.Claim) dedupe.ClaimAccepted {
 	var out dedupe.ClaimAccepted
+	if len(keys) > 0 && len(accept) > 0 {
+		s.rides.Add(1)
+	}
 	if len(accept) > 0 {
 		if out.AcceptErr = s.beforeAccept(ctx); out.AcceptErr != nil {
 			accept = nil
@@ -346,8 +354,11 @@ func (s *countingStore) ClaimAccept(ctx context.Context, owner string, keys []st
 	return out
 }
 
-// beforeAccept holds an Accept at acceptGate.
+// beforeAccept holds an Accept at acceptGate, and fails it with acceptErr.
 func (s *countingStore) beforeAccept(ctx context.Context) error {
+	if s.acceptErr != nil {
+		return s.acceptErr
+	}
 	if s.acceptGate != nil {
 		select {
 		case <-s.acceptGate:
