@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"sync/atomic"
@@ -36,7 +37,8 @@ func BenchmarkPost(b *testing.B) {
 // clients: the load under which the ingress commits claims, publishes and
 // accepted marks in groups. Profile it with -cpuprofile.
 func BenchmarkPostParallel(b *testing.B) {
-	e := newEnv(b, Config{})
+	// Logs at info level, the ingress's default: no line per stored event.
+	e := newEnv(b, Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	client := e.http.Client()
 	var n atomic.Int64
 	b.SetParallelism(32 / max(1, runtime.GOMAXPROCS(0)))

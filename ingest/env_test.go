@@ -51,8 +51,8 @@ type env struct {
 }
 
 // newEnv starts Redis, NATS and an ingress configured by cfg (AppSecrets
-// defaults to testSecret, PublishTimeout to 3 s) with opts, and ensures the
-// streams.
+// defaults to testSecret, PublishTimeout to 3 s, Logger to JSON lines at
+// debug level in e.logs) with opts, and ensures the streams.
 func newEnv(t testing.TB, cfg Config, opts ...Option) *env {
 	t.Helper()
 	e := &env{t: t, logs: &syncBuffer{}}
@@ -80,7 +80,9 @@ func newEnv(t testing.TB, cfg Config, opts ...Option) *env {
 	}
 	e.reg = prometheus.NewRegistry()
 	cfg.Registerer = e.reg
-	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("ingress logs:\n%s", e.logs.String())
