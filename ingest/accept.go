@@ -2,10 +2,12 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 
@@ -42,6 +44,23 @@ type Answer struct {
 	Error string `json:"error,omitempty"`
 }
 
+// appendJSON appends a's JSON encoding and a newline to b: what
+// encoding/json's Encoder writes, without its reflection (every request's
+// answer is one).
+func (a Answer) appendJSON(b []byte) []byte {
+	b = append(b, `{"events":`...)
+	b = strconv.AppendInt(b, int64(a.Events), 10)
+	b = append(b, `,"accepted":`...)
+	b = strconv.AppendInt(b, int64(a.Accepted), 10)
+	b = append(b, `,"duplicates":`...)
+	b = strconv.AppendInt(b, int64(a.Duplicates), 10)
+	if a.Error != "" {
+		text, _ := json.Marshal(a.Error) // a string always marshals
+		b = append(append(b, `,"error":`...), text...)
+	}
+	return append(b, "}\n"...)
+}
+
 // accept claims, publishes and accounts for the events of one request, and
 // returns the answer: 200 when every event is stored (or a duplicate), 503
 // otherwise. It runs to the end even if the provider hangs up, so that every
@@ -50,12 +69,19 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 	ans := Answer{Events: len(events)}
 	ctx = context.WithoutCancel(ctx)
 	_, req := s.requestOwner()
-	log := s.log.With("req", req)
+	// The request's logger is built on first use: most requests log nothing.
+	var reqLog *slog.Logger
+	log := func() *slog.Logger {
+		if reqLog == nil {
+			reqLog = s.log.With("req", req)
+		}
+		return reqLog
+	}
 
 	for i := range events {
 		if events[i].Fallback {
 			s.metrics.fallback.WithLabelValues(string(events[i].Kind)).Inc()
-			log.Info("ingest: fallback identity", eventAttrs(&events[i])...)
+			log().Info("ingest: fallback identity", eventAttrs(&events[i])...)
 		}
 	}
 
@@ -68,7 +94,7 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		if _, ok := seen[ev.Key]; ok {
 			ans.Duplicates++
 			s.count(ev, outcomeDuplicate)
-			s.logDuplicate(log, "ingest: duplicate in the same body", eventAttrs(ev)...)
+			s.logDuplicate(log(), "ingest: duplicate in the same body", eventAttrs(ev)...)
 			continue
 		}
 		seen[ev.Key] = struct{}{}
@@ -84,14 +110,14 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 			// A store that answers a ping but not the claim in time is slow,
 			// not down: fail-open would publish without dedupe for as long
 			// as it stays slow. The provider retries.
-			log.Warn("ingest: claim failed; refusing the request", "err", err, "events", len(uniq), "policy", s.cfg.RedisPolicy)
+			log().Warn("ingest: claim failed; refusing the request", "err", err, "events", len(uniq), "policy", s.cfg.RedisPolicy)
 			for _, ev := range uniq {
 				s.count(ev, outcomeRejected)
 			}
 			ans.Error = "dedupe store unavailable"
 			return http.StatusServiceUnavailable, ans
 		}
-		log.Warn("ingest: claim failed; publishing without claims (fail-open)", "err", err, "events", len(uniq))
+		log().Warn("ingest: claim failed; publishing without claims (fail-open)", "err", err, "events", len(uniq))
 		bypass = true
 	}
 
@@ -110,7 +136,7 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		case dedupe.Accepted, dedupe.Done:
 			ans.Duplicates++
 			s.count(ev, outcomeDuplicate)
-			s.logDuplicate(log, "ingest: duplicate", append(eventAttrs(ev), "state", cl.Prior.String())...)
+			s.logDuplicate(log(), "ingest: duplicate", append(eventAttrs(ev), "state", cl.Prior.String())...)
 		default: // Absent, Pending
 			pub = append(pub, ev)
 			pubClaim = append(pubClaim, cl)
@@ -133,10 +159,10 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 			s.count(ev, outcomeRejected)
 			if errors.Is(r.err, nats.ErrMaxPayload) {
 				// Not transient: every retry of this webhook fails the same way.
-				log.Error("ingest: event larger than the NATS server's max_payload; it cannot be stored until max_payload is raised",
+				log().Error("ingest: event larger than the NATS server's max_payload; it cannot be stored until max_payload is raised",
 					append(eventAttrs(ev), "err", r.err)...)
 			} else {
-				log.Warn("ingest: publish failed", append(eventAttrs(ev), "err", r.err)...)
+				log().Warn("ingest: publish failed", append(eventAttrs(ev), "err", r.err)...)
 			}
 			if !bypass && cl.Prior == dedupe.Absent {
 				release = append(release, cl)
@@ -156,24 +182,24 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		switch {
 		case bypass:
 			s.count(ev, outcomeBypassed)
-			log.Info("ingest: stored without a claim", attrs()...)
+			log().Info("ingest: stored without a claim", attrs()...)
 		case cl.Prior == dedupe.Absent:
 			s.count(ev, outcomeAccepted)
 			stored = append(stored, cl)
-			if log.Enabled(ctx, slog.LevelDebug) {
-				log.Debug("ingest: stored", attrs()...)
+			if s.log.Enabled(ctx, slog.LevelDebug) {
+				log().Debug("ingest: stored", attrs()...)
 			}
 		default:
 			s.count(ev, outcomeRepublished)
 			stored = append(stored, cl)
-			log.Info("ingest: republished over a pending claim", attrs()...)
+			log().Info("ingest: republished over a pending claim", attrs()...)
 		}
 	}
 
 	if len(release) > 0 {
 		if err := s.storeCall(ctx, func(ctx context.Context) error { return s.store.Release(ctx, release) }); err != nil {
 			// The keys stay pending until the horizon; a retry republishes them.
-			log.Error("ingest: release failed", "err", err, "keys", keysOf(release))
+			log().Error("ingest: release failed", "err", err, "keys", keysOf(release))
 		}
 	}
 	if len(stored) > 0 {
@@ -186,12 +212,12 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		// the rest.
 		s.markAccepted(stored, func(err error) {
 			if err != nil {
-				log.Warn("ingest: accept failed", "err", err, "keys", keysOf(stored))
+				s.log.Warn("ingest: accept failed", "req", req, "err", err, "keys", keysOf(stored))
 			}
 		})
 	}
 	if failed > 0 {
-		log.Warn("ingest: request refused: events not stored", "failed", failed, "events", len(events))
+		log().Warn("ingest: request refused: events not stored", "failed", failed, "events", len(events))
 		ans.Error = fmt.Sprintf("%d of %d events not stored", failed, len(events))
 		return http.StatusServiceUnavailable, ans
 	}

@@ -159,3 +159,22 @@ func TestReadinessFailOpen(t *testing.T) {
 		t.Fatalf("readyz with NATS down: %d %s, want 503", code, body)
 	}
 }
+
+// The answer is written as encoding/json's Encoder writes it.
+func TestAnswerJSON(t *testing.T) {
+	for _, a := range []Answer{
+		{},
+		{Events: 1, Accepted: 1},
+		{Events: 50, Accepted: 20, Duplicates: 30},
+		{Events: 3, Accepted: 1, Error: "2 of 3 events not stored"},
+		{Error: "body is not a <Cloud API> webhook & \"more\" \\ \u2028 \x01 é"},
+	} {
+		var want strings.Builder
+		if err := json.NewEncoder(&want).Encode(a); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(a.appendJSON(nil)); got != want.String() {
+			t.Errorf("%+v:\n got  %s\n want %s", a, got, want.String())
+		}
+	}
+}
