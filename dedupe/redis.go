@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,9 +76,10 @@ type RedisOptions struct {
 //
 // Claim is one pipeline of SET <state> p:… NX GET EX <horizon> (PX when the
 // horizon is not whole seconds; SET with both NX and GET needs Redis 7.0).
-// Accept and Release are one pipeline of one small script per key (go-redis
-// splits pipelines by node on Cluster); ClaimAccept is one pipeline of
-// Accept's scripts followed by Claim's commands. Begin, Extend, Finish, Unlock and
+// Release is one pipeline of one small script per key (go-redis splits
+// pipelines by node on Cluster); Accept is one script run on every key off
+// Cluster, one per key on Cluster; ClaimAccept is one pipeline of Accept's
+// script runs followed by Claim's commands. Begin, Extend, Finish, Unlock and
 // Lookup are one script each, atomic on the server. Scripts run by EVALSHA; when a
 // server lacks one (first use, restart, failover) the call is sent again with
 // EVAL, a second round trip that happens once per script and server.
@@ -105,6 +107,10 @@ type Redis struct {
 	horizon time.Duration
 	// horizonMs is horizon in milliseconds, as scripts want it.
 	horizonMs string
+	// acceptAll says Accept may run one script on many keys: c is not a
+	// Cluster client. crossSlot is set once the server refused it.
+	acceptAll bool
+	crossSlot atomic.Bool
 }
 
 var (
@@ -120,8 +126,10 @@ func NewRedis(c redis.UniversalClient, opts RedisOptions) *Redis {
 		h = redisDefaultHorizon
 	}
 	ms := redisMillis(h)
+	_, single := c.(*redis.Client) // a single node, or Sentinel's master
 	return &Redis{
 		c:         c,
+		acceptAll: single,
 		prefix:    opts.Prefix,
 		horizon:   time.Duration(ms) * time.Millisecond,
 		horizonMs: strconv.FormatInt(ms, 10),
@@ -221,9 +229,7 @@ func (r *Redis) ClaimAccept(ctx context.Context, owner string, keys []string, ac
 	queue := func(p redis.Pipeliner) { r.queueClaims(ctx, p, names, value, cmds) }
 	switch {
 	case len(calls) > 0:
-		if _, err := runPipelinedThen(ctx, r.c, scriptAccept, calls, queue); err != nil {
-			out.AcceptErr = fmt.Errorf("dedupe: accept: %w", err)
-		}
+		out.AcceptErr = r.accept(ctx, calls, queue)
 	case len(names) > 0:
 		_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			queue(p)
@@ -243,7 +249,41 @@ func (r *Redis) ClaimAccept(ctx context.Context, owner string, keys []string, ac
 // is, without error. Errors are wrapped: ErrInvalidKey for a bad key, else
 // Redis's.
 func (r *Redis) Accept(ctx context.Context, claims []Claim) error {
-	return r.compareAndSet(ctx, "accept", scriptAccept, claims)
+	calls, err := r.casCalls("accept", claims)
+	if err != nil || len(calls) == 0 {
+		return err
+	}
+	return r.accept(ctx, calls, nil)
+}
+
+// accept runs the accept calls in one pipeline, then's commands after them
+// (see runPipelinedThen): in one scriptAcceptAll run off Cluster, else one
+// scriptAccept run per call. A server that refuses scriptAcceptAll's keys
+// as lying in several slots (a Cluster node reached without a Cluster
+// client) gets one run per call, then and from then on.
+func (r *Redis) accept(ctx context.Context, calls []scriptCall, then func(redis.Pipeliner)) error {
+	var err error
+	if len(calls) > 1 && r.acceptAll && !r.crossSlot.Load() {
+		all := scriptCall{keys: make([]string, len(calls)), args: make([]any, len(calls))}
+		for i, c := range calls {
+			all.keys[i], all.args[i] = c.keys[0], c.args[0]
+		}
+		if _, err = runPipelinedThen(ctx, r.c, scriptAcceptAll, []scriptCall{all}, then); !isCrossSlot(err) {
+			return wrapOp("accept", err)
+		}
+		r.crossSlot.Store(true)
+		then = nil // sent already
+	}
+	_, err = runPipelinedThen(ctx, r.c, scriptAccept, calls, then)
+	return wrapOp("accept", err)
+}
+
+// wrapOp wraps a Redis error with the operation, or returns nil.
+func wrapOp(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("dedupe: %s: %w", op, err)
 }
 
 // Release deletes each claim's key where the state is still the claim's

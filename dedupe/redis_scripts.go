@@ -49,6 +49,21 @@ end
 return 0
 `)
 
+// scriptAcceptAll: KEYS the state keys; ARGV[i] the pending token of
+// KEYS[i]. scriptAccept for every key in one run, instead of one run per key.
+// A Cluster refuses it unless every key lies in one slot: it is used off
+// Cluster only. Returns the number of keys set.
+var scriptAcceptAll = redis.NewScript(`
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('SET', KEYS[i], '1', 'KEEPTTL')
+    n = n + 1
+  end
+end
+return n
+`)
+
 // scriptRelease: KEYS[1] state; ARGV[1] pending token. Deletes the state
 // where it is still the token. Returns 1 if deleted, else 0.
 var scriptRelease = redis.NewScript(`
@@ -168,6 +183,12 @@ func runPipelinedThen(ctx context.Context, c redis.UniversalClient, s *redis.Scr
 		}
 	}
 	return cmds, nil
+}
+
+// isCrossSlot reports whether err says the keys of one command lie in
+// several Cluster slots.
+func isCrossSlot(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "CROSSSLOT")
 }
 
 // isNoScript reports whether err says the server does not have the script.

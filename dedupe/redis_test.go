@@ -87,6 +87,37 @@ func TestRedisCluster(t *testing.T) {
 // TestRedisClusterThreeMasters runs the contract against a real cluster of
 // three masters (one replica each), where a batch's keys lie on several
 // nodes and a state key and its lock must be on the same one.
+// Off Cluster, Accept runs one script on all its keys. A Cluster node
+// reached with a plain client refuses keys of several slots (CROSSSLOT):
+// Accept then runs one script per key, and keeps doing so.
+func TestRedisAcceptOnClusterNodeWithPlainClient(t *testing.T) {
+	cc := startCluster(t)
+	c := redis.NewClient(&redis.Options{Addr: cc.Options().Addrs[0]})
+	t.Cleanup(func() { _ = c.Close() })
+	s := dedupe.NewRedis(c, dedupe.RedisOptions{})
+	ctx := context.Background()
+	for round := range 2 {
+		// Keys with hash tags of their own: a slot each, on the one node.
+		keys := []string{"{a}" + strconv.Itoa(round), "{b}" + strconv.Itoa(round), "{c}" + strconv.Itoa(round)}
+		var claims []dedupe.Claim
+		for _, k := range keys {
+			cl, err := s.Claim(ctx, "ing", []string{k})
+			if err != nil {
+				t.Fatalf("round %d: Claim %s: %v", round, k, err)
+			}
+			claims = append(claims, cl...)
+		}
+		if err := s.Accept(ctx, claims); err != nil {
+			t.Fatalf("round %d: Accept: %v", round, err)
+		}
+		for _, k := range keys {
+			if r, err := s.Lookup(ctx, k); err != nil || r.State != dedupe.Accepted {
+				t.Fatalf("round %d: %s: %v %v, want accepted", round, k, r.State, err)
+			}
+		}
+	}
+}
+
 func TestRedisClusterThreeMasters(t *testing.T) {
 	cl := testenv.StartRedisCluster(t)
 	var addrs []string
@@ -177,7 +208,7 @@ func TestRedisRoundTrips(t *testing.T) {
 	// Load every script once: a server without a script costs one more
 	// round trip, once.
 	warm := messages.KeyOf("roundtrips-warm|" + time.Now().String())
-	wc, _ := s.Claim(ctx, "warm", []string{warm})
+	wc, _ := s.Claim(ctx, "warm", []string{warm, warm + "2"}) // Accept of two keys: scriptAcceptAll
 	_ = s.Accept(ctx, wc)
 	_ = s.Release(ctx, wc)
 	wl, _ := s.Begin(ctx, warm, dedupe.BeginOptions{TTL: time.Minute})
