@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -88,16 +89,28 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 	// One claim per distinct key: an item repeated in one body is a duplicate.
 	uniq := make([]*messages.Event, 0, len(events))
 	keys := make([]string, 0, len(events))
-	seen := make(map[string]struct{}, len(events))
+	// A few keys are compared one by one; a map is made for more.
+	var seen map[string]struct{}
+	if len(events) > 8 {
+		seen = make(map[string]struct{}, len(events))
+	}
 	for i := range events {
 		ev := &events[i]
-		if _, ok := seen[ev.Key]; ok {
+		var repeated bool
+		if seen != nil {
+			_, repeated = seen[ev.Key]
+		} else {
+			repeated = slices.Contains(keys, ev.Key)
+		}
+		if repeated {
 			ans.Duplicates++
 			s.count(ev, outcomeDuplicate)
 			s.logDuplicate(log(), "ingest: duplicate in the same body", eventAttrs(ev)...)
 			continue
 		}
-		seen[ev.Key] = struct{}{}
+		if seen != nil {
+			seen[ev.Key] = struct{}{}
+		}
 		uniq = append(uniq, ev)
 		keys = append(keys, ev.Key)
 	}

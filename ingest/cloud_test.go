@@ -539,20 +539,28 @@ func TestBatchClaimsOnce(t *testing.T) {
 	}
 }
 
-// An item repeated in one body is claimed and published once.
+// An item repeated in one body is claimed and published once, in a small
+// body (keys compared one by one) and a large one (keys in a map).
 func TestRepeatedItemInOneBody(t *testing.T) {
-	e := newEnv(t, Config{})
-	item := textItem("wamid.twice", "twice")
-	body := cloudBody([]string{item, item}, nil)
-	e.postSigned(body, http.StatusOK)
-	if n := e.store.keys.Load(); n != 1 {
-		t.Fatalf("%d keys claimed, want 1", n)
-	}
-	if n := len(e.stored()); n != 1 {
-		t.Fatalf("stream holds %d messages, want 1", n)
-	}
-	if n := e.metric("wagate_ingest_events_total", "outcome", "duplicate"); n != 1 {
-		t.Fatalf("duplicate = %v, want 1", n)
+	for _, distinct := range []int{1, 11} {
+		t.Run(fmt.Sprintf("distinct=%d", distinct), func(t *testing.T) {
+			e := newEnv(t, Config{})
+			items := []string{textItem("wamid.twice", "twice")}
+			for i := range distinct - 1 {
+				items = append(items, textItem(fmt.Sprintf("wamid.once.%d", i), "once"))
+			}
+			items = append(items, items[0])
+			e.postSigned(cloudBody(items, nil), http.StatusOK)
+			if n := e.store.keys.Load(); n != int64(distinct) {
+				t.Fatalf("%d keys claimed, want %d", n, distinct)
+			}
+			if n := len(e.stored()); n != distinct {
+				t.Fatalf("stream holds %d messages, want %d", n, distinct)
+			}
+			if n := e.metric("wagate_ingest_events_total", "outcome", "duplicate"); n != 1 {
+				t.Fatalf("duplicate = %v, want 1", n)
+			}
+		})
 	}
 }
 

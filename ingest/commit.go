@@ -98,8 +98,9 @@ func (s *Server) claim(keys []string) ([]dedupe.Claim, error) {
 
 // markAccepted marks stored, one request's stored claims, accepted after
 // the request is answered: riding with the next claim batch while one is on
-// the wire, else in the next Accept call, on a goroutine; s.marks and
-// s.marking count it until done has received the error (called once).
+// the wire, else with the next Accept call while one is on the wire, else
+// in an Accept call of their own on a goroutine; s.marks and s.marking count
+// it until done has received the error (called once).
 func (s *Server) markAccepted(stored []dedupe.Claim, done func(error)) {
 	s.marking.Add(1)
 	s.marks.Add(1)
@@ -121,12 +122,18 @@ func (s *Server) markAccepted(stored []dedupe.Claim, done func(error)) {
 		}
 		finish(err)
 	})
-	if !rode {
-		go func() {
-			_, err := s.commits.marks.Do(stored)
-			finish(err)
-		}()
+	if rode {
+		return
 	}
+	// With an Accept call on the wire, the marks ride with the next one;
+	// else they lead one, from a goroutine of their own.
+	if s.commits.marks.Ride(stored, func(_ []struct{}, err error) { finish(err) }) {
+		return
+	}
+	go func() {
+		_, err := s.commits.marks.Do(stored)
+		finish(err)
+	}()
 }
 
 // claimChunk is the most keys claimed (or marks accepted) in one store

@@ -529,6 +529,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.marks.Wait() // each bounded by Config.StoreTimeout
 	s.commits.claims.Wait()
+	s.commits.marks.Wait()
 	if err == nil {
 		s.log.Info("ingest: stopped")
 	}
