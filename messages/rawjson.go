@@ -158,7 +158,7 @@ func members(b []byte) (ms []member, ok bool) {
 			return nil, false
 		}
 		if ms == nil {
-			ms = make([]member, 0, 8)
+			ms = make([]member, 0, 4) // most objects of a webhook hold few members
 		}
 		ms = append(ms, member{rawName: name, plain: plainString(name), value: b[i:ve:ve]})
 		i = skipSpace(b, ve)
