@@ -23,4 +23,9 @@
 // BeginAll and FinishAll use it when it is there, and one call per key,
 // concurrently, when it is not. Redis and KV implement it; Postgres and
 // DynamoDB do not yet (one statement or request per key, concurrently).
+//
+// A backend may implement ClaimAccepter, with which the ingress writes the
+// accepted marks of the requests it answered in the same round trip as the
+// claims of the requests waiting; ClaimAndAccept uses it when it is there,
+// and Accept and Claim, concurrently, when it is not. Redis implements it.
 package dedupe

@@ -3,7 +3,8 @@
 // publishes the events to JetStream and answers the provider. Under
 // concurrency it commits in groups: the claims of the requests waiting at a
 // moment share one store call, publishes go out without a round trip each,
-// and accepted marks are written in batches (see commit.go).
+// and accepted marks are written in batches, riding with the next claims'
+// store call while one is on the wire (see commit.go).
 //
 // Guarantee (design G1): a 2xx is returned only after every event of the
 // request has a JetStream PubAck (a PubAck with Duplicate set counts: the event
