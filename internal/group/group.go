@@ -98,8 +98,10 @@ func (c *Committer[T, R]) Do(items []T) ([]R, error) {
 // Ride queues items to go with the next batch when a batch is on the wire,
 // and returns true at once: done is called with the items' results (or
 // their batch's error) when that batch returns. The next batch is sent by
-// the first Do call waiting when the one on the wire returns, or, when none
-// waits, by a goroutine of the Committer (Wait waits for it). With no batch
+// the first Do call waiting when the one on the wire returns; when none
+// waits, the riders are sent alone by a goroutine of the Committer (Wait
+// waits for it), which leaves the Committer idle for the next Do call
+// meanwhile. With no batch
 // on the wire, Ride queues nothing, does not call done, and returns false:
 // the caller sends the items some other way, and an idle Committer stays
 // idle. A Ride with no items returns false.
@@ -123,10 +125,9 @@ func (c *Committer[T, R]) Wait() { c.riders.Wait() }
 // waits reports whether b is a Do call (not a Ride).
 func waits[T, R any](b *call[T, R]) bool { return b.done != nil }
 
-// lead sends batches, me's among them (me nil: riders only), then hands
-// the lead over.
+// lead sends batches, me's among them, then hands the lead over.
 func (c *Committer[T, R]) lead(me *call[T, R]) {
-	sent := me == nil
+	sent := false
 	for {
 		// The batch taken now holds me when me is first in the queue (the
 		// queue was empty, or the lead was handed to its head); riders queued
@@ -140,7 +141,7 @@ func (c *Committer[T, R]) lead(me *call[T, R]) {
 			}
 			b.finish()
 		}
-		if c.handOver(sent, me == nil) {
+		if c.handOver(sent) {
 			return
 		}
 	}
@@ -151,15 +152,7 @@ func (c *Committer[T, R]) lead(me *call[T, R]) {
 func (c *Committer[T, R]) take() []*call[T, R] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, items := 0, 0
-	for n < len(c.queue) {
-		k := len(c.queue[n].items)
-		if n > 0 && c.max > 0 && items+k > c.max {
-			break
-		}
-		items += k
-		n++
-	}
+	n := c.fit(c.queue)
 	batch := make([]*call[T, R], n)
 	copy(batch, c.queue[:n])
 	rest := copy(c.queue, c.queue[n:])
@@ -168,20 +161,31 @@ func (c *Committer[T, R]) take() []*call[T, R] {
 	return batch
 }
 
+// fit returns how many calls from the head of calls make one batch: whole
+// calls, up to max items, at least one call.
+func (c *Committer[T, R]) fit(calls []*call[T, R]) int {
+	n, items := 0, 0
+	for n < len(calls) {
+		k := len(calls[n].items)
+		if n > 0 && c.max > 0 && items+k > c.max {
+			break
+		}
+		items += k
+		n++
+	}
+	return n
+}
+
 // handOver passes the lead to the first waiting Do call, or marks the
 // Committer idle, and reports true; it reports false when the caller must
-// send the next batch itself: its own call is not sent yet, or only riders
-// wait and the caller is the riders' goroutine (rider). When only riders
-// wait and the caller is a Do call, a goroutine of the Committer sends them,
-// so that the caller returns at once.
-func (c *Committer[T, R]) handOver(sent, rider bool) bool {
+// send the next batch itself: its own call is not sent yet. Riders with no
+// Do call waiting leave the queue, and the Committer is idle again: a
+// goroutine of the Committer sends them alone, so that they delay neither
+// the caller nor the next Do call.
+func (c *Committer[T, R]) handOver(sent bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.queue) == 0 {
-		c.busy = false
-		return true
-	}
-	if !sent {
+	if !sent && len(c.queue) > 0 {
 		return false
 	}
 	if i := slices.IndexFunc(c.queue, waits[T, R]); i >= 0 {
@@ -190,11 +194,24 @@ func (c *Committer[T, R]) handOver(sent, rider bool) bool {
 		next.done <- struct{}{}
 		return true
 	}
-	if rider {
-		return false
+	if riders := c.queue; len(riders) > 0 {
+		c.queue = nil
+		c.riders.Go(func() { c.sendAlone(riders) })
 	}
-	c.riders.Go(func() { c.lead(nil) })
+	c.busy = false
 	return true
+}
+
+// sendAlone sends riders in batches of whole calls, up to max items each.
+func (c *Committer[T, R]) sendAlone(riders []*call[T, R]) {
+	for len(riders) > 0 {
+		n := c.fit(riders)
+		c.run(riders[:n])
+		for _, b := range riders[:n] {
+			b.finish()
+		}
+		riders = riders[n:]
+	}
 }
 
 // run commits one batch and hands each call its results.

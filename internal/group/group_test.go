@@ -279,11 +279,12 @@ func TestRideJoinsTheNextBatch(t *testing.T) {
 }
 
 // TestRidersLeaveAlone checks riders with no Do call waiting leave once the
-// batch on the wire returns, without holding up its callers, in batches of
-// at most max items, and that a batch's error reaches them.
+// batch on the wire returns, in batches of at most max items, without
+// holding up its callers or the next Do call, and that a batch's error
+// reaches them.
 func TestRidersLeaveAlone(t *testing.T) {
 	boom := errors.New("boom")
-	release := make(chan struct{})
+	release, ridersGate := make(chan struct{}), make(chan struct{})
 	started := make(chan struct{}, 1)
 	var mu sync.Mutex
 	var sizes []int
@@ -291,17 +292,20 @@ func TestRidersLeaveAlone(t *testing.T) {
 		mu.Lock()
 		sizes = append(sizes, len(in))
 		mu.Unlock()
-		select {
-		case started <- struct{}{}:
+		switch {
+		case in[0] >= 10: // riders
+			<-ridersGate
+			return nil, boom
+		case in[0] == 1:
+			started <- struct{}{}
 			<-release
-		default:
 		}
-		return nil, boom
+		return in, nil
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if _, err := c.Do([]int{1}); !errors.Is(err, boom) {
-			t.Errorf("Do: %v, want %v", err, boom)
+		if _, err := c.Do([]int{1}); err != nil {
+			t.Errorf("Do: %v", err)
 		}
 	})
 	<-started
@@ -317,13 +321,29 @@ func TestRidersLeaveAlone(t *testing.T) {
 		}
 	}
 	close(release)
-	wg.Wait()
+	wg.Wait() // the first Do returned, its riders held on the wire
+	next := make(chan error, 1)
+	go func() {
+		_, err := c.Do([]int{5})
+		next <- err
+	}()
+	select {
+	case err := <-next:
+		if err != nil {
+			t.Fatalf("Do while riders are on the wire: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Do call waited for riders sent alone")
+	}
+	close(ridersGate)
 	c.Wait()
 	if n := rode.Load(); n != 3 {
 		t.Fatalf("%d of 3 riders done after Wait", n)
 	}
-	if !slices.Equal(sizes, []int{1, 2, 2, 2}) {
-		t.Fatalf("batch sizes %v, want [1 2 2 2]", sizes)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(sizes, []int{1, 1, 2, 2, 2}) && !slices.Equal(sizes, []int{1, 2, 1, 2, 2}) {
+		t.Fatalf("batch sizes %v, want [1 1 2 2 2]: the first call, the next Do, three rider batches", sizes)
 	}
 	if c.busy || len(c.queue) != 0 {
 		t.Fatalf("committer not idle: busy=%v queue=%d", c.busy, len(c.queue))
