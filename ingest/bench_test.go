@@ -68,6 +68,7 @@ func BenchmarkPostParallel(b *testing.B) {
 		}
 	})
 	cpu := processCPU() - cpu0
+	e.waitMarks() // before the store's client is closed
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	// CPU of the whole test process (the ingress, its HTTP clients and its
 	// in-process nats-server; not Redis) per request: steadier than events/s
