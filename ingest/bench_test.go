@@ -42,7 +42,7 @@ func BenchmarkPostParallel(b *testing.B) {
 	client := e.http.Client()
 	var n atomic.Int64
 	b.SetParallelism(32 / max(1, runtime.GOMAXPROCS(0)))
-	claims0, cpu0 := e.store.claims.Load(), processCPU()
+	claims0, calls0, cpu0 := e.store.claims.Load(), e.store.calls.Load(), processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -69,12 +69,14 @@ func BenchmarkPostParallel(b *testing.B) {
 	})
 	cpu := processCPU() - cpu0
 	e.waitMarks() // before the store's client is closed
+	calls := e.store.calls.Load() - calls0
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	// CPU of the whole test process (the ingress, its HTTP clients and its
 	// in-process nats-server; not Redis) per request: steadier than events/s
 	// on a shared machine.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(e.store.claims.Load()-claims0)/float64(b.N), "claim-calls/op")
+	b.ReportMetric(float64(calls)/float64(b.N), "store-calls/op")
 }
 
 // processCPU returns the CPU time, user and system, this process used so

@@ -299,7 +299,10 @@ func readTestdata(t testing.TB, name string) []byte {
 type countingStore struct {
 	dedupe.Store
 	claims atomic.Int64
-	keys   atomic.Int64
+	// calls counts the calls of Claim, Accept and ClaimAccept: the store
+	// round trips of the claims and the accepted marks.
+	calls atomic.Int64
+	keys  atomic.Int64
 	// acceptGate, when set, holds every Accept until it is closed.
 	acceptGate chan struct{}
 	// onClaim, when set, is called with the keys of every Claim before it
@@ -316,6 +319,7 @@ type countingStore struct {
 }
 
 func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error {
+	s.calls.Add(1)
 	if err := s.beforeAccept(ctx); err != nil {
 		return err
 	}
@@ -323,6 +327,7 @@ func (s *countingStore) Accept(ctx context.Context, claims []dedupe.Claim) error
 }
 
 func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) ([]dedupe.Claim, error) {
+	s.calls.Add(1)
 	if err := s.beforeClaim(ctx, keys); err != nil {
 		return nil, err
 	}
@@ -332,6 +337,7 @@ func (s *countingStore) Claim(ctx context.Context, owner string, keys []string) 
 // ClaimAccept is Claim and Accept at once, each part counted, gated and
 // delayed as alone, in one round trip when the store allows.
 func (s *countingStore) ClaimAccept(ctx context.Context, owner string, keys []string, accept []dedupe.Claim) dedupe.ClaimAccepted {
+	s.calls.Add(1)
 	var out dedupe.ClaimAccepted
 	if len(keys) > 0 && len(accept) > 0 {
 		s.rides.Add(1)
