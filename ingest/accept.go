@@ -246,7 +246,7 @@ func (s *Server) storeCall(ctx context.Context, f func(context.Context) error) e
 
 // count counts one event's outcome.
 func (s *Server) count(ev *messages.Event, outcome string) {
-	s.metrics.events.WithLabelValues(string(ev.Kind), outcome).Inc()
+	s.metrics.event(ev.Kind, outcome).Inc()
 }
 
 // keysOf returns the keys of claims, for the logs.

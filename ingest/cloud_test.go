@@ -74,6 +74,17 @@ func TestPostStoresEvent(t *testing.T) {
 	if n := e.metric("wagate_ingest_requests_total", "route", pathCloud, "code", "200"); n != 2 {
 		t.Errorf("requests{%s,200} = %v, want 2", pathCloud, n)
 	}
+	if n := e.metric("wagate_ingest_ack_duration_seconds", "code", "200"); n != 2 {
+		t.Errorf("ack durations{200} = %v, want 2", n)
+	}
+	// A refused request is counted under its own code.
+	e.post(body, "sha256=00")
+	if n := e.metric("wagate_ingest_ack_duration_seconds", "code", "401"); n != 1 {
+		t.Errorf("ack durations{401} = %v, want 1", n)
+	}
+	if n := e.metric("wagate_ingest_requests_total", "route", pathCloud, "code", "401"); n != 1 {
+		t.Errorf("requests{%s,401} = %v, want 1", pathCloud, n)
+	}
 }
 
 // Case 1 (G2): the same text message posted twice at the same moment: both

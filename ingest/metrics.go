@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +30,48 @@ type metrics struct {
 	ack      *prometheus.HistogramVec
 
 	bodyRefusals prometheus.Counter
+
+	// The children of the labels of every request, resolved once: a label
+	// lookup hashes its values under a lock.
+	eventCounters map[eventLabels]prometheus.Counter // every kind and outcome
+	ackOK         prometheus.Observer                // ack{code="200"}
+	requestsOK    sync.Map                           // route → requests{route,code="200"}
+}
+
+// eventLabels are the labels of wagate_ingest_events_total.
+type eventLabels struct {
+	kind    messages.Kind
+	outcome string
+}
+
+// event returns the counter of events of kind with outcome.
+func (m *metrics) event(kind messages.Kind, outcome string) prometheus.Counter {
+	if c, ok := m.eventCounters[eventLabels{kind, outcome}]; ok {
+		return c
+	}
+	return m.events.WithLabelValues(string(kind), outcome)
+}
+
+// ackDuration returns the observer of the ack durations of answers with
+// code.
+func (m *metrics) ackDuration(code int) prometheus.Observer {
+	if code == http.StatusOK {
+		return m.ackOK
+	}
+	return m.ack.WithLabelValues(codeLabel(code))
+}
+
+// request returns the counter of requests to route answered with code.
+func (m *metrics) request(route string, code int) prometheus.Counter {
+	if code != http.StatusOK {
+		return m.requests.WithLabelValues(route, codeLabel(code))
+	}
+	if c, ok := m.requestsOK.Load(route); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.requests.WithLabelValues(route, codeLabel(code))
+	m.requestsOK.Store(route, c)
+	return c
 }
 
 // latencyBuckets span 0.5 ms to about 8 s, in seconds.
@@ -80,12 +124,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("ingest: register metrics: %w", err)
 		}
 	}
+	m.eventCounters = make(map[eventLabels]prometheus.Counter, len(eventKinds)*len(outcomes))
 	for _, k := range eventKinds {
 		for _, o := range outcomes {
-			m.events.WithLabelValues(string(k), o)
+			m.eventCounters[eventLabels{k, o}] = m.events.WithLabelValues(string(k), o)
 		}
 		m.fallback.WithLabelValues(string(k))
 	}
+	m.ackOK = m.ack.WithLabelValues(codeLabel(http.StatusOK))
 	return m, nil
 }
 
@@ -104,7 +150,7 @@ func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 		if _, ok := s.routeSet[route]; !ok {
 			route = routeOther
 		}
-		s.metrics.requests.WithLabelValues(route, codeLabel(c.Response().Status)).Inc()
+		s.metrics.request(route, c.Response().Status).Inc()
 		return nil
 	}
 }

@@ -164,7 +164,7 @@ func (s *Server) receive(p served) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		code, ans := s.receiveBody(p, c.Request(), start)
-		s.metrics.ack.WithLabelValues(codeLabel(code)).Observe(time.Since(start).Seconds())
+		s.metrics.ackDuration(code).Observe(time.Since(start).Seconds())
 		if code == http.StatusRequestEntityTooLarge {
 			// The rest of the body stays unread: do not reuse the connection.
 			c.Response().Header().Set(echo.HeaderConnection, "close")
