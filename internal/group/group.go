@@ -15,9 +15,8 @@
 //
 // No goroutine of its own runs, but for riders left alone: the caller whose
 // batch is on the wire drives it, then hands the lead to the first caller
-// still waiting, if any. A
-// Committer is safe for concurrent use; its zero value is not usable (use
-// New).
+// still waiting, if any. A Committer is safe for concurrent use; its zero
+// value is not usable (use New).
 package group
 
 import (
@@ -101,10 +100,10 @@ func (c *Committer[T, R]) Do(items []T) ([]R, error) {
 // the first Do call waiting when the one on the wire returns; when none
 // waits, the riders are sent alone by a goroutine of the Committer (Wait
 // waits for it), which leaves the Committer idle for the next Do call
-// meanwhile. With no batch
-// on the wire, Ride queues nothing, does not call done, and returns false:
-// the caller sends the items some other way, and an idle Committer stays
-// idle. A Ride with no items returns false.
+// meanwhile. With no batch on the wire, Ride queues nothing, does not call
+// done, and returns false: the caller sends the items some other way, and
+// an idle Committer stays idle. A Ride with no items returns false. Ride is
+// safe for concurrent use; done must not call Do or Ride on the Committer.
 func (c *Committer[T, R]) Ride(items []T, done func([]R, error)) bool {
 	if len(items) == 0 {
 		return false
