@@ -30,6 +30,11 @@ type Observed struct {
 	Conversations map[string][]string
 	// DLQ is each dead-lettered key's Wagate-Error.
 	DLQ map[string]string
+	// DeadLetters counts the dead letters of each key.
+	DeadLetters map[string]int
+	// Refused holds the keys of the events the sink was made to refuse
+	// permanently (Provider.RefuseEvery).
+	Refused map[string]bool
 	// Final is the store's final record of every sent key.
 	Final map[string]dedupe.Record
 	// StateLostAt is when Redis lost its keys (a restart without
@@ -73,8 +78,11 @@ type Result struct {
 	StoredTwice        int // keys stored more than once in the events stream
 	Unprocessed        int // in the events stream, neither forwarded nor dead-lettered (G3)
 	DLQNoReason        int // dead letters without Wagate-Error
+	DeadTwice          int // keys dead-lettered more than once
 	RejectedNotDead    int // keys the sink refused permanently, not dead-lettered with the 422 as the reason
 	DeadNotRejected    int // dead letters of keys the sink never refused
+	Refused            int // keys made to be refused (Observed.Refused)
+	RefusedNotDead     int // of those, keys not refused by the sink and dead-lettered once with its 422
 	FenceNotIncreasing int // re-runs whose fencing number is not above every earlier run's
 	NotDone            int // forwarded keys whose final state is not done
 	DoneFenceMismatch  int // done marks whose fencing number is not the last committed run's
@@ -248,6 +256,19 @@ func Check(o Observed) Result {
 		if !rejected[key] {
 			r.DeadNotRejected++
 			r.example("%s dead-lettered although the sink never refused it: %s", key, o.DLQ[key])
+		}
+	}
+	for key, n := range o.DeadLetters {
+		if n > 1 {
+			r.DeadTwice++
+			r.example("%s dead-lettered %d times", key, n)
+		}
+	}
+	r.Refused = len(o.Refused)
+	for key := range o.Refused {
+		if reason := o.DLQ[key]; !rejected[key] || o.DeadLetters[key] != 1 || !strings.Contains(reason, "HTTP 422") {
+			r.RefusedNotDead++
+			r.example("%s made to be refused: refused by the sink %v, dead-lettered %d times, reason %q", key, rejected[key], o.DeadLetters[key], reason)
 		}
 	}
 	for key := range answered {

@@ -124,6 +124,33 @@ func TestCheck(t *testing.T) {
 			func(r Result) bool { return r.Rejected == 1 && r.RejectedNotDead == 1 && r.Lost == 1 }},
 		{"dead-lettered without failing", func(o *Observed) { o.DLQ["k"] = "max deliveries reached" },
 			func(r Result) bool { return r.DeadNotRejected == 1 }},
+		{"dead-lettered twice", func(o *Observed) {
+			o.Runs[0].Outcome = RunRejected
+			o.DLQ["k"] = "permanent: forward: HTTP 422 Unprocessable Entity"
+			o.DeadLetters = map[string]int{"k": 2}
+		}, func(r Result) bool { return r.DeadTwice == 1 && r.RejectedNotDead == 0 }},
+		{"made to be refused, refused and dead-lettered once", func(o *Observed) {
+			o.Runs[0].Outcome = RunRejected
+			o.DLQ["k"] = "permanent: forward: HTTP 422 Unprocessable Entity"
+			o.DeadLetters = map[string]int{"k": 1}
+			o.Refused = map[string]bool{"k": true}
+		}, func(r Result) bool { return r.Refused == 1 && r.RefusedNotDead == 0 && r.DeadTwice == 0 }},
+		{"made to be refused, dead-lettered twice", func(o *Observed) {
+			o.Runs[0].Outcome = RunRejected
+			o.DLQ["k"] = "permanent: forward: HTTP 422 Unprocessable Entity"
+			o.DeadLetters = map[string]int{"k": 2}
+			o.Refused = map[string]bool{"k": true}
+		}, func(r Result) bool { return r.Refused == 1 && r.RefusedNotDead == 1 && r.DeadTwice == 1 }},
+		{"made to be refused, never reached the sink", func(o *Observed) {
+			o.Runs = nil
+			o.DLQ["k"] = "max deliveries reached"
+			o.DeadLetters = map[string]int{"k": 1}
+			o.Refused = map[string]bool{"k": true}
+		}, func(r Result) bool { return r.Refused == 1 && r.RefusedNotDead == 1 && r.DeadNotRejected == 1 }},
+		{"made to be refused, not dead-lettered", func(o *Observed) {
+			o.Runs[0].Outcome = RunRejected
+			o.Refused = map[string]bool{"k": true}
+		}, func(r Result) bool { return r.Refused == 1 && r.RefusedNotDead == 1 && r.RejectedNotDead == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := base()

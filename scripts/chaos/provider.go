@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -43,6 +44,12 @@ type Provider struct {
 	// DupShare is the share of posts that carry events sent before
 	// (half exact re-sends, half overlapping bodies). Default 0.3.
 	DupShare float64
+	// RefuseEvery, when above 0, makes every RefuseEvery-th new body, the
+	// first included, a body of new Cloud API events whose first event is
+	// one the sink is to refuse permanently (see Refused): Run's rate × d
+	// bodies carry exactly ceil(rate × d / RefuseEvery) such events,
+	// spread evenly over the traffic. 0: none.
+	RefuseEvery int
 
 	pool   *eventPool
 	client *http.Client
@@ -119,7 +126,7 @@ func (p *Provider) Run(ctx context.Context, rate float64, d time.Duration) {
 			case <-t.C:
 			}
 		}
-		b := p.nextBody()
+		b := p.nextBody(i)
 		p.wg.Go(func() { p.deliver(ctx, b) })
 	}
 }
@@ -146,13 +153,36 @@ func (p *Provider) Err() error {
 // Items returns each event key's item JSON, as the provider sent it.
 func (p *Provider) Items() map[string][]byte { return p.pool.itemsByKey() }
 
-// nextBody makes the next body: new events, or a duplicate.
-func (p *Provider) nextBody() *Body {
+// Refused reports whether key is one of the events made to be refused
+// (RefuseEvery). It is safe for concurrent use.
+func (p *Provider) Refused(key string) bool {
+	p.pool.mu.Lock()
+	defer p.pool.mu.Unlock()
+	return p.pool.refused[key]
+}
+
+// RefusedKeys returns the keys of every event made to be refused so far.
+func (p *Provider) RefusedKeys() map[string]bool {
+	p.pool.mu.Lock()
+	defer p.pool.mu.Unlock()
+	return maps.Clone(p.pool.refused)
+}
+
+// nextBody makes the i-th body: new events, or a duplicate, or every
+// RefuseEvery-th one new events, the first of them to be refused.
+func (p *Provider) nextBody(i int) *Body {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var b *Body
 	r := rand.Float64()
 	switch {
+	case p.RefuseEvery > 0 && i%p.RefuseEvery == 0:
+		evs := make([]*poolEvent, 1+rand.IntN(3))
+		for j := range evs {
+			evs[j] = p.pool.fresh()
+		}
+		p.pool.refuse(evs[0])
+		b = p.pool.body(evs)
 	case len(p.bodies) > 0 && r < p.DupShare/2:
 		// The same body again, byte for byte.
 		old := p.bodies[rand.IntN(len(p.bodies))]
@@ -250,9 +280,10 @@ func (p *Provider) post(ctx context.Context, b *Body) Attempt {
 type eventPool struct {
 	tag     string
 	mu      sync.Mutex
-	events  []*poolEvent // Cloud API events, which bodies may combine
-	gateway []*poolEvent // gateway events, each in a body of its own
-	err     error        // the first event or body that did not parse
+	events  []*poolEvent    // Cloud API events, which bodies may combine
+	gateway []*poolEvent    // gateway events, each in a body of its own
+	refused map[string]bool // keys of the events the sink is to refuse
+	err     error           // the first event or body that did not parse
 }
 
 // fail records err if it is the first. ep.mu must be held.
@@ -271,7 +302,17 @@ type poolEvent struct {
 	key     string
 }
 
-func newEventPool(tag string) *eventPool { return &eventPool{tag: tag} }
+func newEventPool(tag string) *eventPool { return &eventPool{tag: tag, refused: map[string]bool{}} }
+
+// refuse marks ev as an event the sink is to refuse permanently.
+func (ep *eventPool) refuse(ev *poolEvent) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ev.key == "" {
+		return // it did not parse: ep.err says so
+	}
+	ep.refused[ev.key] = true
+}
 
 // fresh makes a new event.
 func (ep *eventPool) fresh() *poolEvent {

@@ -60,9 +60,10 @@ type Sink struct {
 	maxFence map[string]int64
 }
 
-// NewSink starts a sink on a loopback port.
-func NewSink(hold func(string) time.Duration) *Sink {
-	s := &Sink{Hold: hold, applied: map[string]bool{}, maxFence: map[string]int64{}}
+// NewSink starts a sink on a loopback port with its Hold and Reject (either
+// may be nil). Both are set before it serves: neither may change after.
+func NewSink(hold func(string) time.Duration, reject func(string) bool) *Sink {
+	s := &Sink{Hold: hold, Reject: reject, applied: map[string]bool{}, maxFence: map[string]int64{}}
 	s.srv = httptest.NewServer(s)
 	return s
 }

@@ -42,8 +42,11 @@ type Config struct {
 	IngressFailpoints, WorkerFailpoints string
 	// Hold is the sink's hold per forward; default DefaultHold.
 	Hold func(key string) time.Duration
-	// Reject is the sink's Reject: keys it refuses permanently. Default none.
-	Reject func(key string) bool
+	// RefuseEvery is the provider's RefuseEvery: every RefuseEvery-th body
+	// carries a new event that the sink refuses permanently (422), so
+	// that exactly ceil(Rate × Traffic / RefuseEvery) events must end in
+	// the dead-letter stream. 0: none.
+	RefuseEvery int
 	// Rate is new bodies a second; Traffic how long they come. Defaults 40
 	// and 4 s.
 	Rate    float64
@@ -185,14 +188,17 @@ func NewStack(t *testing.T, bins Binaries, cfg Config) *Stack {
 
 	s.startBackend(ctx)
 
-	s.Sink = NewSink(cfg.Hold)
-	s.Sink.Reject = cfg.Reject
+	// The provider comes first: the sink asks it which events to refuse.
+	// Its URLs are set once the ingresses have their ports.
+	s.Provider = NewProvider(nil, Secret, strings.NewReplacer("/", "-", " ", "-").Replace(cfg.Name))
+	s.Provider.Timeout = cfg.ProviderTimeout
+	s.Provider.RefuseEvery = cfg.RefuseEvery
+	s.Sink = NewSink(cfg.Hold, s.Provider.Refused)
 	t.Cleanup(s.Sink.Close)
 
-	var urls []string
 	for i := range cfg.Ingresses {
 		p := s.newIngress(i)
-		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/webhooks/whatsapp", s.ports[p]))
+		s.Provider.URLs = append(s.Provider.URLs, fmt.Sprintf("http://127.0.0.1:%d/webhooks/whatsapp", s.ports[p]))
 	}
 	for range cfg.Workers {
 		s.AddWorker()
@@ -202,9 +208,6 @@ func NewStack(t *testing.T, bins Binaries, cfg Config) *Stack {
 			t.Fatalf("%s: %v\n%s", p.Name, err, tail(p.Logs(), 3000))
 		}
 	}
-	s.Provider = NewProvider(urls, Secret, strings.NewReplacer("/", "-", " ", "-").Replace(cfg.Name))
-	s.Provider.Timeout = cfg.ProviderTimeout
-
 	t.Cleanup(func() {
 		if t.Failed() {
 			for p := range s.ports {
@@ -405,7 +408,7 @@ func (s *Stack) idle(ctx context.Context, js jetstream.JetStream, answered map[s
 	if len(missing) == 0 {
 		return true
 	}
-	dlq, err := s.readDLQ(ctx, js)
+	dlq, _, err := s.readDLQ(ctx, js)
 	if err != nil {
 		return false
 	}
@@ -428,6 +431,7 @@ func (s *Stack) Observe() Observed {
 	o := Observed{
 		Bodies:      s.Provider.Bodies(),
 		Items:       s.Provider.Items(),
+		Refused:     s.Provider.RefusedKeys(),
 		Runs:        s.Sink.Runs(),
 		StateLostAt: s.StateLostAt,
 		Final:       map[string]dedupe.Record{},
@@ -439,7 +443,7 @@ func (s *Stack) Observe() Observed {
 		if o.Stream, o.Conversations, err = s.readEvents(ctx, js); err != nil {
 			return err
 		}
-		o.DLQ, err = s.readDLQ(ctx, js)
+		o.DLQ, o.DeadLetters, err = s.readDLQ(ctx, js)
 		return err
 	})
 	if err != nil {
@@ -494,13 +498,16 @@ func (s *Stack) readEvents(ctx context.Context, js jetstream.JetStream) (map[str
 	return out, convs, err
 }
 
-// readDLQ returns each dead-lettered key's Wagate-Error.
-func (s *Stack) readDLQ(ctx context.Context, js jetstream.JetStream) (map[string]string, error) {
-	out := map[string]string{}
+// readDLQ returns each dead-lettered key's Wagate-Error, and how many dead
+// letters each key has.
+func (s *Stack) readDLQ(ctx context.Context, js jetstream.JetStream) (map[string]string, map[string]int, error) {
+	reasons, counts := map[string]string{}, map[string]int{}
 	err := readAll(ctx, js, s.Streams.WithDefaults().DLQ, func(m jetstream.Msg) {
-		out[m.Headers().Get(worker.HeaderOriginalMsgID)] = m.Headers().Get(worker.HeaderError)
+		key := m.Headers().Get(worker.HeaderOriginalMsgID)
+		reasons[key] = m.Headers().Get(worker.HeaderError)
+		counts[key]++
 	})
-	return out, err
+	return reasons, counts, err
 }
 
 // readAll reads every message of stream with an ordered consumer.
