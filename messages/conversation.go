@@ -2,6 +2,7 @@ package messages
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"strings"
 )
@@ -88,9 +89,31 @@ func gatewayConversation(provider, session, chat, from string) string {
 // conversation. Phone numbers and group ids never appear in a subject as
 // they are.
 func ConversationToken(ev Event) string {
+	token, _ := conversationSlot(ev)
+	return token
+}
+
+// Slots is the number of slots the events stream is cut into by the last
+// token of an event's subject. The workers' partitions (worker
+// OrderConversation) each take a fixed share of them, so that the number of
+// partitions can change without the ingress knowing it.
+const Slots = 64
+
+// Slot returns ev's slot, in [0, Slots): every event of one conversation has
+// the same slot, taken from the same 64 bits of the SHA-256 of
+// Event.Conversation as its token; an event of no conversation takes the
+// slot of its key, so that such events spread over every slot.
+func Slot(ev Event) int {
+	_, slot := conversationSlot(ev)
+	return slot
+}
+
+// conversationSlot returns ConversationToken(ev) and Slot(ev), hashing once.
+func conversationSlot(ev Event) (token string, slot int) {
 	if ev.Conversation == "" {
-		return "_"
+		sum := sha256.Sum256([]byte(ev.Key))
+		return "_", int(binary.BigEndian.Uint64(sum[:8]) % Slots)
 	}
 	sum := sha256.Sum256([]byte(ev.Conversation))
-	return "c" + hex.EncodeToString(sum[:8])
+	return "c" + hex.EncodeToString(sum[:8]), int(binary.BigEndian.Uint64(sum[:8]) % Slots)
 }

@@ -1,6 +1,7 @@
 package messages_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,32 @@ func TestConversationCloudUser(t *testing.T) {
 	}
 	if tok := messages.ConversationToken(evs[3]); tok != "_" {
 		t.Errorf("field change token %q", tok)
+	}
+}
+
+// TestSlot checks an event's slot against values worked out by hand from
+// the SHA-256 of its conversation (or, without one, of its key): the first
+// 8 bytes as a big-endian integer, modulo 64.
+func TestSlot(t *testing.T) {
+	for _, c := range []struct {
+		ev   messages.Event
+		want int
+	}{
+		// sha256("cloud|PN1|user:15550001") starts d61f9bba4766dc08: 0x08 % 64 = 8.
+		{messages.Event{Conversation: "cloud|PN1|user:15550001", Key: "ignored"}, 8},
+		// No conversation: sha256("wg1:abc") starts d932da2a7475325c: 0x5c % 64 = 28.
+		{messages.Event{Key: "wg1:abc"}, 28},
+	} {
+		if got := messages.Slot(c.ev); got != c.want {
+			t.Errorf("Slot(%+v) = %d, want %d", c.ev, got, c.want)
+		}
+	}
+	// Every slot is used: 4,096 conversations leave none empty.
+	used := map[int]bool{}
+	for i := range 4096 {
+		used[messages.Slot(messages.Event{Conversation: fmt.Sprintf("cloud|PN1|user:%d", i)})] = true
+	}
+	if len(used) != messages.Slots {
+		t.Errorf("%d of %d slots used", len(used), messages.Slots)
 	}
 }

@@ -49,13 +49,15 @@ const SubjectPrefix = "wagate.events"
 const maxToken = 64
 
 // Subject returns the stream subject of ev:
-// wagate.events.<provider>.<kind>.<account>.<conversation>, where
-// <conversation> is ConversationToken(ev), each other token reduced to
-// [A-Za-z0-9_-] (other bytes become '_', an empty token is "_", and a token
-// is cut at 64 bytes). Attacker-controlled text never adds a subject level or
-// a wildcard.
+// wagate.events.<provider>.<kind>.<account>.<conversation>.<slot>, where
+// <conversation> is ConversationToken(ev) and <slot> is Slot(ev) in decimal,
+// each other token reduced to [A-Za-z0-9_-] (other bytes become '_', an
+// empty token is "_", and a token is cut at 64 bytes). Attacker-controlled
+// text never adds a subject level or a wildcard.
 func Subject(ev Event) string {
-	return SubjectPrefix + "." + Token(ev.Provider) + "." + Token(string(ev.Kind)) + "." + Token(ev.Account) + "." + ConversationToken(ev)
+	token, slot := conversationSlot(ev)
+	return SubjectPrefix + "." + Token(ev.Provider) + "." + Token(string(ev.Kind)) + "." + Token(ev.Account) + "." +
+		token + "." + strconv.Itoa(slot)
 }
 
 // Token reduces s to one safe NATS subject token.
