@@ -17,6 +17,7 @@ import (
 
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // orderSize sets the conversations and events per conversation of the order
@@ -71,11 +72,15 @@ func newOrderTraffic(convs, per int) *orderTraffic {
 // send posts every conversation at once: in each, one body after the other,
 // each body twice at the same moment, one copy to each ingress, the next body
 // only once both are answered 200.
-func (tr *orderTraffic) send(t *testing.T, ingress []string) {
+func (tr *orderTraffic) send(t *testing.T, ingress []string) { tr.sendPart(t, ingress, 0, tr.per) }
+
+// sendPart is send for the bodies [from, to) of every conversation.
+func (tr *orderTraffic) sendPart(t *testing.T, ingress []string, from, to int) {
 	var wg sync.WaitGroup
 	for c := range tr.convs {
 		wg.Go(func() {
-			for i, b := range tr.bodies[c] {
+			for i := from; i < to; i++ {
+				b := tr.bodies[c][i]
 				var pair sync.WaitGroup
 				for k := range 2 {
 					pair.Go(func() {
@@ -187,13 +192,38 @@ func newOrderRig(t *testing.T) *orderRig {
 	return r
 }
 
+// orderWorker is a worker process and its metrics address.
+type orderWorker struct {
+	*process
+	metrics string
+}
+
 // worker starts a worker process with 32 handlers.
-func (r *orderRig) worker(name string) *process {
+func (r *orderRig) worker(name string) *orderWorker {
 	port := testenv.FreePort(r.t)
 	p := start(r.t, filepath.Join(r.dir, "worker"), name,
 		append(r.common, "WAGATE_WORKER_CONCURRENCY=32", fmt.Sprintf("WAGATE_WORKER_HTTP_ADDR=127.0.0.1:%d", port))...)
 	waitReady(r.t, fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
-	return p
+	return &orderWorker{process: p, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port)}
+}
+
+// partitions returns how many partitions w owns.
+func (w *orderWorker) partitions(t *testing.T) float64 {
+	return metricValue(t, w.metrics, "wagate_worker_order_partitions")
+}
+
+// done returns how many events w ran and marked done.
+func (w *orderWorker) done(t *testing.T) float64 {
+	return metricValue(t, w.metrics, `wagate_worker_processed_total{outcome="done"}`)
+}
+
+// waitWorking waits until every one of ws owns a partition and has run an
+// event of it.
+func (r *orderRig) waitWorking(ws ...*orderWorker) {
+	for _, w := range ws {
+		testenv.Eventually(r.t, time.Minute, func() bool { return w.partitions(r.t) >= 1 && w.done(r.t) >= 1 },
+			"%s never owned a partition and ran an event of it", w.name)
+	}
 }
 
 // waitStored waits until the events stream holds n events.
@@ -232,13 +262,9 @@ func (r *orderRig) settle(tr *orderTraffic) {
 	js, _ := jetstream.New(nc)
 	r.waitForwards(tr.convs * tr.per)
 	testenv.Eventually(r.t, time.Minute, func() bool {
-		cons, err := js.Consumer(r.t.Context(), "WAGATE_EVENTS", "wagate-workers")
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(r.t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "consumer never idle")
+		pending, ackPending, err := streams.Backlog(r.t.Context(), js, streams.Config{})
+		return err == nil && pending == 0 && ackPending == 0
+	}, "partition consumers never idle")
 }
 
 func orderSize() (convs, per int) {
@@ -266,44 +292,57 @@ func TestOrderEndToEnd(t *testing.T) {
 }
 
 // The same while one of two workers is killed (SIGKILL) a third of the way
-// through: its events wait for their locks and AckWait, the events after
-// them in their conversations wait too, and a conversation may see an event
-// twice in a row (G2's re-run after a forward whose done mark died), never
-// out of order.
+// through, once it owns partitions and runs their events: its partitions go
+// to the other worker once its member key and pin expire, their events
+// held there come again after AckWait, the events after them in their
+// conversations wait too, and a conversation may see an event twice in a
+// row (G2's re-run after a forward whose done mark died), never out of
+// order.
 func TestOrderEndToEndWorkerKilled(t *testing.T) {
 	r := newOrderRig(t)
 	tr := newOrderTraffic(orderSize())
 	tr.send(t, r.ingress) // all of it waits: many events of a conversation are delivered together
-	r.worker("worker-0")
+	survivor := r.worker("worker-0")
 	victim := r.worker("worker-1")
-	sent := make(chan struct{})
-	close(sent)
-	r.waitForwards(tr.convs * tr.per / 3)
+	r.waitWorking(victim)
+	if r.forwards() >= tr.convs*tr.per {
+		t.Fatal("every event was forwarded before the kill: the test proves nothing")
+	}
 	if err := victim.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-sent
 	r.settle(tr)
 	tr.check(t, r.sink, 32) // at most the killed worker's 32 handlers
+	if n := survivor.partitions(t); n != float64(streams.DefaultPartitions) {
+		t.Errorf("the survivor owns %v partitions, want all %d", n, streams.DefaultPartitions)
+	}
 }
 
-// The same while workers scale 1 → 3 → 1: two start a quarter of the way
-// through and stop (SIGTERM) half way.
+// The same while workers scale 1 → 3 → 1: a third of every conversation is
+// sent to one worker; two more start and take partitions from it; the second
+// third is sent, which all three run; the two stop (SIGTERM) while the last
+// third is sent, and the first takes every partition back.
 func TestOrderEndToEndScaled(t *testing.T) {
 	r := newOrderRig(t)
 	tr := newOrderTraffic(orderSize())
+	first := r.worker("worker-0")
+	tr.sendPart(t, r.ingress, 0, tr.per/3)
+	extra := []*orderWorker{r.worker("worker-1"), r.worker("worker-2")}
+	testenv.Eventually(t, time.Minute, func() bool {
+		return first.partitions(t)+extra[0].partitions(t)+extra[1].partitions(t) == float64(streams.DefaultPartitions) &&
+			extra[0].partitions(t) >= 1 && extra[1].partitions(t) >= 1
+	}, "the partitions were never shared by the three workers")
+	tr.sendPart(t, r.ingress, tr.per/3, 2*tr.per/3)
+	r.waitWorking(append(extra, first)...)
 	sent := make(chan struct{})
-	go func() { tr.send(t, r.ingress); close(sent) }()
-	r.waitStored(tr.convs * tr.per / 2)
-	r.worker("worker-0")
-	total := tr.convs * tr.per
-	r.waitForwards(total / 4)
-	extra := []*process{r.worker("worker-1"), r.worker("worker-2")}
-	r.waitForwards(total / 2)
+	go func() { tr.sendPart(t, r.ingress, 2*tr.per/3, tr.per); close(sent) }()
 	for _, p := range extra {
-		terminate(t, p, 30*time.Second)
+		terminate(t, p.process, 30*time.Second)
 	}
 	<-sent
 	r.settle(tr)
 	tr.check(t, r.sink, 0)
+	if n := first.partitions(t); n != float64(streams.DefaultPartitions) {
+		t.Errorf("the remaining worker owns %v partitions, want all %d", n, streams.DefaultPartitions)
+	}
 }

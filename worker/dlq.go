@@ -252,7 +252,7 @@ func (w *Worker) deadLetterExhausted(adv maxDeliveriesAdvisory, log *slog.Logger
 		rec, lerr := w.store.Lookup(ctx, key)
 		if lerr == nil && rec.State == dedupe.Done {
 			log.Info("worker: event ran out of deliveries but is done", slog.String("key", key))
-			w.passTurn(raw.Subject, raw.Sequence, log)
+			w.turnSettled(raw.Subject, raw.Sequence, true)
 			return "done", nil
 		}
 	}
@@ -270,6 +270,6 @@ func (w *Worker) deadLetterExhausted(adv maxDeliveriesAdvisory, log *slog.Logger
 	}
 	log.Error("worker: dead-lettered", slog.String("key", key), slog.String("cause", causeMaxDeliveries),
 		slog.String("reason", ReasonMaxDeliveries))
-	w.passTurn(raw.Subject, raw.Sequence, log)
+	w.turnSettled(raw.Subject, raw.Sequence, true)
 	return "dead_letter", nil
 }

@@ -187,8 +187,11 @@ func (e *env) consumer() *jetstream.ConsumerInfo {
 // settled reports whether the consumer holds nothing: every message
 // delivered and acknowledged or terminated.
 func (e *env) settled() bool {
-	info := e.consumer()
-	return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == info.Delivered.Stream
+	pending, ackPending, err := streams.Backlog(e.ctx(), e.js, e.sc)
+	if err != nil {
+		e.t.Fatalf("backlog: %v", err)
+	}
+	return pending == 0 && ackPending == 0
 }
 
 // streamMsgs returns how many messages the stream holds.

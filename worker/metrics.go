@@ -44,6 +44,7 @@ type metrics struct {
 	advisories      *prometheus.CounterVec // result
 	inFlight        prometheus.Gauge
 	orderWait       prometheus.Histogram
+	orderPartitions prometheus.Gauge
 
 	// The children of the outcomes every event takes in the common case,
 	// resolved once: a label lookup hashes the label values on each call.
@@ -90,8 +91,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		orderWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "wagate_worker_order_wait_seconds",
-			Help:    "Time a delivered event waited for the events before it in its conversation (WAGATE_ORDER=conversation).",
+			Help:    "Time from an event's delivery to its run, waiting for the events before it in its conversation and for a handler (WAGATE_ORDER=conversation).",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 60, 300},
+		}),
+		orderPartitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wagate_worker_order_partitions",
+			Help: "Partitions of the events stream this worker owns (WAGATE_ORDER=conversation).",
 		}),
 		busyNaks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wagate_worker_busy_naks_total",
@@ -147,6 +152,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.advisories = register(reg, m.advisories, &err)
 	m.inFlight = register(reg, m.inFlight, &err)
 	m.orderWait = register(reg, m.orderWait, &err)
+	m.orderPartitions = register(reg, m.orderPartitions, &err)
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
 	}

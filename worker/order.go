@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/nats-io/nuid"
 
 	"github.com/wagate/wagate/messages/streams"
 )
@@ -36,442 +36,704 @@ const (
 	OrderConversation Order = "conversation"
 )
 
-// DefaultOrderBucket is Config.OrderBucket's default.
-const DefaultOrderBucket = "WAGATE_ORDER"
+// DefaultMemberBucket is Config.MemberBucket's default.
+const DefaultMemberBucket = "WAGATE_WORKERS"
 
-// How order works (OrderConversation). The subject of an event carries its
-// conversation's token (messages.ConversationToken), so the stream itself
-// knows the order of every conversation: the lowest stream sequence on the
-// conversation's subjects (wagate.events.<provider>.*.<account>.<token>)
-// above its last settled event is the one whose turn it is. The worker
-// records the last settled sequence of each conversation in a JetStream
-// key-value bucket (OrderBucket, one key per conversation token, written
-// with compare-and-set) when it acknowledges the event (done or a duplicate)
-// or dead-letters it, before the Ack or Term. A delivered event whose turn has
-// not come waits, holding its message with InProgress, until the one before
-// it is settled, by this worker (woken at once) or another (seen through a
-// watch of the bucket, and by a look every orderPollMax at least). Events below the consumer's ack floor are settled whatever the
-// bucket says, so an event acknowledged before order was turned on, or
-// whose record has expired, never holds one after it.
+// How order works (OrderConversation). Every event's subject ends with its
+// slot (messages.Slot), the same for every event of a conversation. The
+// stream is read through streams.Config.Partitions partition consumers
+// (streams.EnsurePartitionConsumers), each taking a fixed share of the slots
+// and pinned by JetStream to one pulling client at a time (priority group,
+// policy pinned_client): whatever the workers believe, JetStream delivers a
+// partition's events to one worker only. The workers announce themselves in
+// a key-value bucket (MemberBucket, one key per worker, refreshed every
+// memberBeat, expiring after memberTTL), and each pulls only the partitions
+// the sorted member list gives it (partition p to member p mod members).
 //
-// Nothing is owned by a worker: there are no partitions to assign or
-// rebalance, a crash only brings JetStream's redelivery of the event whose
-// turn it was, and workers come and go as before (one durable consumer, which
-// KEDA reads). Events of no conversation (field changes, errors, unknown
-// items, events stored before subjects carried a conversation) never wait.
+// The owner of a partition receives its events in stream order and keeps, in
+// memory, each conversation's events it holds, in stream order: only the
+// first runs; the next starts when it is acknowledged or dead-lettered; a
+// Nak'd one (failed, waiting for its backoff) stays first until JetStream
+// delivers it again. A waiting event holds no handler slot; it is told
+// InProgress every Heartbeat.
+//
+// Taking over a partition (a worker died, members changed) is safe once no
+// event of the partition is pending anywhere but here: the previous owner's
+// unacknowledged events come back to the new owner after AckWait, or at
+// once when a stopping owner Naks them. Until then (untrusted) the new owner
+// runs nothing of the partition: once JetStream has pinned the partition to
+// it (its deliveries carry a Nats-Pin-Id), after each pull, with no pull
+// outstanding, it reads the consumer's ack pending count and compares it
+// with the events it holds. Before the pin, the previous owner may still be
+// handed events, so no count read then means anything. A change of pin (a message with another Nats-Pin-Id, or JetStream
+// answering "pin ID mismatch") makes a partition untrusted again and hands
+// back the events it held that were not running.
+//
+// Events of no conversation (field changes, errors, unknown items) run as
+// soon as they arrive.
 
-// orderPollMax bounds the wait between two looks at a conversation's record
-// while an event waits for its turn.
-const orderPollMax = 500 * time.Millisecond
+// Membership timing: a worker refreshes its member key every memberBeat;
+// a key not refreshed for memberTTL expires, and the other workers take its
+// partitions.
+const (
+	memberBeat = time.Second
+	memberTTL  = 5 * time.Second
+)
 
-// floorMaxAge is how long the consumer's ack floor is reused before it is
-// read again.
-const floorMaxAge = time.Second
+// untrustedPull is the pull wait of a partition being taken over, between
+// two reads of its ack pending count.
+const untrustedPull = 250 * time.Millisecond
 
-// sequencer keeps the events of each conversation in order. Its methods are
-// safe for concurrent use.
-type sequencer struct {
-	kv        jetstream.KeyValue
-	stream    jetstream.Stream
-	cons      jetstream.Consumer
-	heartbeat time.Duration
-	log       *slog.Logger
-	waited    prometheus.Histogram
+// Entry states.
+const (
+	entryHeld     = iota // delivered here, waiting for its turn
+	entryReady           // its turn: waiting for a handler slot
+	entryRunning         // handed to a handler
+	entryAwaiting        // Nak'd: JetStream delivers it again later
+)
 
-	mu      sync.Mutex
-	queues  map[string]*turnQueue  // conversation token → its events waiting here
-	records map[string]orderRecord // conversation token → its record as last read here
-
-	floorMu sync.Mutex
-	floor   uint64
-	floorAt time.Time
+// entry is one event of an owned partition known to this worker.
+type entry struct {
+	seq   uint64
+	conv  string // conversation token; "" for none
+	part  *partition
+	m     jetstream.Msg // the latest delivery; nil while awaiting
+	state int
+	since time.Time // when it was first delivered here
 }
 
-// newSequencer creates or opens the order bucket and returns a sequencer for
-// the events stream's workers' consumer.
-func newSequencer(ctx context.Context, js jetstream.JetStream, cfg Config, cons jetstream.Consumer, m *metrics) (*sequencer, error) {
-	sc := cfg.Streams.WithDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.OrderBucket,
-		Description: "wagate: the last settled stream sequence of each conversation",
+// partition is one partition consumer this worker owns or is releasing.
+type partition struct {
+	p       int
+	cons    jetstream.Consumer
+	pin     string // Nats-Pin-Id of the deliveries trusted
+	trusted bool
+	known   map[uint64]*entry   // every event of the partition pending here
+	convs   map[string][]*entry // conversation token → its known events, by seq
+	removed uint64              // entries ever removed from known
+	cancel  context.CancelFunc  // stops the pull loop
+	stopped chan struct{}       // closed when the pull loop has returned
+	leaving bool                // being given up (release)
+}
+
+// orderer runs OrderConversation for one Run of a Worker.
+type orderer struct {
+	w     *Worker
+	id    string
+	kv    jetstream.KeyValue
+	st    jetstream.Stream
+	cons  []jetstream.Consumer
+	parts int
+
+	mu      sync.Mutex
+	owned   map[int]*partition
+	ready   []*entry
+	readyCh chan struct{} // one token: ready grew
+	room    chan struct{} // closed and replaced when ready shrinks
+}
+
+// newOrderer ensures the partition consumers and the member bucket.
+func newOrderer(ctx context.Context, w *Worker) (*orderer, error) {
+	sc := w.cfg.Streams
+	cons, err := streams.EnsurePartitionConsumers(ctx, w.js, sc)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	kv, err := w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      w.cfg.MemberBucket,
+		Description: "wagate: the workers sharing the ordered partitions",
 		History:     1,
-		TTL:         sc.MaxAge,
-		Storage:     jetstream.FileStorage,
+		TTL:         memberTTL,
+		Storage:     jetstream.MemoryStorage,
 		Replicas:    sc.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("worker: order bucket %s: %w", cfg.OrderBucket, err)
+		return nil, fmt.Errorf("worker: member bucket %s: %w", w.cfg.MemberBucket, err)
 	}
-	st, err := js.Stream(ctx, sc.Events)
+	st, err := w.js.Stream(ctx, sc.Events)
 	if err != nil {
 		return nil, fmt.Errorf("worker: stream %s: %w", sc.Events, err)
 	}
-	return &sequencer{kv: kv, stream: st, cons: cons, heartbeat: cfg.Heartbeat, log: cfg.Logger,
-		waited: m.orderWait, queues: map[string]*turnQueue{}, records: map[string]orderRecord{}}, nil
+	return &orderer{w: w, id: nuid.Next(), kv: kv, st: st, cons: cons, parts: sc.Partitions,
+		owned: map[int]*partition{}, readyCh: make(chan struct{}, 1), room: make(chan struct{})}, nil
 }
 
-// conversationOf returns the filter matching every event of the
-// conversation of an event subject, and the conversation's token; ok is
-// false for an event of no conversation.
-func conversationOf(subject string) (filter, token string, ok bool) {
+// slotPartition returns the partition of an event subject, false for a
+// subject without a slot.
+func (o *orderer) slotPartition(subject string) (int, bool) {
+	i := strings.LastIndexByte(subject, '.')
+	if i < 0 {
+		return 0, false
+	}
+	slot, err := strconv.Atoi(subject[i+1:])
+	if err != nil || slot < 0 {
+		return 0, false
+	}
+	return slot % o.parts, true
+}
+
+// conversationToken returns the conversation token of an event subject
+// (wagate.events.<provider>.<kind>.<account>.<conversation>.<slot>), or ""
+// for an event of no conversation.
+func conversationToken(subject string) string {
 	t := strings.Split(subject, ".")
-	if len(t) != 6 || t[0]+"."+t[1] != streams.EventsSubjectPrefix || t[5] == "_" || t[5] == "" {
-		return "", "", false
+	if len(t) != 7 || t[5] == "_" {
+		return ""
 	}
-	return streams.EventsSubjectPrefix + "." + t[2] + ".*." + t[4] + "." + t[5], t[5], true
+	return t[5]
 }
 
-// turnQueue holds the events of one conversation that wait in this worker.
-type turnQueue struct {
-	seqs []uint64      // stream sequences of the waiting events, in order
-	ch   chan struct{} // closed when something about the conversation changed
-}
-
-// changed wakes every waiter of q.
-func (q *turnQueue) changed() {
-	close(q.ch)
-	q.ch = make(chan struct{})
-}
-
-// waitTurn returns once the event at stream sequence seq on subject is the
-// first unsettled event of its conversation, true; or false when stop is
-// closed first. Of the events of one conversation waiting in this worker,
-// only the first looks at the stream and the order bucket; the others wait
-// for it. A look happens when the conversation's record changes (this
-// worker's pass or the bucket's watch) and at least every orderPollMax. While
-// it waits it tells JetStream the message is in progress every Heartbeat. A
-// store it cannot read (NATS unreachable) makes it wait and try again: the
-// event never runs out of turn.
-func (s *sequencer) waitTurn(stop <-chan struct{}, m inProgresser, subject string, seq uint64, log *slog.Logger) bool {
-	filter, token, ok := conversationOf(subject)
-	if !ok {
-		return true
-	}
-	start := time.Now()
-	s.mu.Lock()
-	q := s.queues[token]
-	if q == nil {
-		q = &turnQueue{ch: make(chan struct{})}
-		s.queues[token] = q
-	}
-	at, _ := slices.BinarySearch(q.seqs, seq)
-	q.seqs = slices.Insert(q.seqs, at, seq)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if at, found := slices.BinarySearch(q.seqs, seq); found {
-			q.seqs = slices.Delete(q.seqs, at, at+1)
-		}
-		q.changed()
-		if len(q.seqs) == 0 && s.queues[token] == q {
-			delete(s.queues, token)
-		}
-		s.mu.Unlock()
-	}()
-
-	beat := start
-	warned := false
-	for {
-		s.mu.Lock()
-		ch, front := q.ch, q.seqs[0] == seq
-		s.mu.Unlock()
-		if front {
-			first, err := s.first(filter, token)
-			if err == nil && first >= seq {
-				s.waited.Observe(time.Since(start).Seconds())
-				return true
-			}
-			if err != nil && !warned {
-				warned = true
-				log.Warn("worker: conversation order unreadable; the event waits", slog.Any("error", err))
-			}
-		}
-		t := time.NewTimer(orderPollMax)
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-stop:
-			t.Stop()
-			return false
-		}
-		t.Stop()
-		if time.Since(beat) >= s.heartbeat {
-			beat = time.Now()
-			if err := m.InProgress(); err != nil {
-				log.Warn("worker: in-progress signal failed while the event waits for its turn", slog.Any("error", err))
-			}
-		}
-	}
-}
-
-// isTurn reports whether the event at seq on subject may run now: it
-// belongs to no conversation, or it is its conversation's first unsettled
-// event and no other event of the conversation waits in this worker before
-// it. An error reading the order counts as not yet.
-func (s *sequencer) isTurn(subject string, seq uint64) bool {
-	filter, token, ok := conversationOf(subject)
-	if !ok {
-		return true
-	}
-	s.mu.Lock()
-	q := s.queues[token]
-	ahead := q != nil && len(q.seqs) > 0 && q.seqs[0] < seq
-	s.mu.Unlock()
-	if ahead {
-		return false
-	}
-	first, err := s.first(filter, token)
-	return err == nil && first >= seq
-}
-
-// wakeUp wakes the waiters of the conversation token.
-func (s *sequencer) wakeUp(token string) {
-	s.mu.Lock()
-	if q := s.queues[token]; q != nil {
-		q.changed()
-	}
-	s.mu.Unlock()
-}
-
-// watch wakes the waiters of every conversation whose record another worker
-// changes, until ctx ends. Without it waiters still look every orderPollMax.
-func (s *sequencer) watch(ctx context.Context) {
-	for ctx.Err() == nil {
-		wt, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
-		if err == nil {
-			for e := range wt.Updates() {
-				if e != nil {
-					s.wakeUp(e.Key())
+// consumeOrdered is consume for OrderConversation: it keeps this worker a
+// member, pulls the partitions it owns, and runs their events in turn on
+// Concurrency runners until ctx ends; then it hands back what waits, lets the
+// runners finish (drain) and unpins the partitions it owned.
+func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.WaitGroup) error {
+	o := w.order
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	jobs := make(chan job, w.cfg.Concurrency)
+	for range w.cfg.Concurrency {
+		inflight.Go(func() {
+			for j := range jobs {
+				meta, _ := j.m.Metadata()
+				w.process(hardCtx, ctx.Done(), j.m, j.pre)
+				if meta != nil {
+					o.finished(j.m.Subject(), meta.Sequence.Stream)
 				}
+				w.metrics.inFlight.Dec()
+				<-slots
 			}
-			_ = wt.Stop()
-		}
-		t := time.NewTimer(retryWait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+		})
 	}
-}
-
-// first returns the stream sequence of the first unsettled event of the
-// conversation (filter, token), or math.MaxUint64 when there is none.
-func (s *sequencer) first(filter, token string) (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	settled, rev, err := s.settled(ctx, token)
-	if err != nil {
-		return 0, err
-	}
-	s.remember(token, settled, rev)
-	floor, err := s.ackFloor(ctx)
-	if err != nil {
-		return 0, err
-	}
-	raw, err := s.stream.GetMsg(ctx, max(settled, floor)+1, jetstream.WithGetMsgSubject(filter))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return math.MaxUint64, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("worker: next event of the conversation: %w", err)
-	}
-	return raw.Sequence, nil
-}
-
-// orderRecord is a conversation's record in the order bucket: its last settled
-// sequence and the entry's revision (0 when there is none).
-type orderRecord struct{ seq, rev uint64 }
-
-// maxRecords bounds the records a sequencer remembers; past it they are
-// forgotten (and read again when needed).
-const maxRecords = 100_000
-
-// remember keeps a conversation's record as just read, for record.
-func (s *sequencer) remember(token string, seq, rev uint64) {
-	s.mu.Lock()
-	if len(s.records) >= maxRecords {
-		clear(s.records)
-	}
-	s.records[token] = orderRecord{seq: seq, rev: rev}
-	s.mu.Unlock()
-}
-
-// settled returns the last settled sequence of a conversation and its
-// record's revision (0, 0 when none).
-func (s *sequencer) settled(ctx context.Context, token string) (seq, rev uint64, err error) {
-	e, err := s.kv.Get(ctx, token)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("worker: order record: %w", err)
-	}
-	seq, err = strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("worker: order record %q: %w", e.Value(), err)
-	}
-	return seq, e.Revision(), nil
-}
-
-// ackFloor returns the consumer's ack floor: every stream sequence up to it
-// is acknowledged. It is read again at most every floorMaxAge.
-func (s *sequencer) ackFloor(ctx context.Context) (uint64, error) {
-	s.floorMu.Lock()
-	defer s.floorMu.Unlock()
-	if time.Since(s.floorAt) < floorMaxAge {
-		return s.floor, nil
-	}
-	info, err := s.cons.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("worker: consumer ack floor: %w", err)
-	}
-	s.floor, s.floorAt = info.AckFloor.Stream, time.Now()
-	return s.floor, nil
-}
-
-// pass records that the event at seq on subject is settled (acknowledged or
-// dead-lettered), so that the next event of its conversation may run, and
-// wakes this worker's events of that conversation. A failure is logged: the
-// next event then runs once the consumer's ack floor passes seq.
-func (s *sequencer) pass(subject string, seq uint64, log *slog.Logger) {
-	_, token, ok := conversationOf(subject)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := s.record(ctx, token, seq); err != nil {
-		log.Warn("worker: recording the conversation's turn failed; its next event waits for the ack floor", slog.Any("error", err))
-	}
-	s.wakeUp(token)
-}
-
-// record raises a conversation's last settled sequence to seq with
-// compare-and-set; a record already at or past seq is left alone.
-func (s *sequencer) record(ctx context.Context, token string, seq uint64) error {
-	val := []byte(strconv.FormatUint(seq, 10))
-	s.mu.Lock()
-	last, cached := s.records[token]
-	delete(s.records, token)
-	s.mu.Unlock()
-	for {
-		// The record as this worker last read it, when the event's turn was
-		// checked, is almost always still current: only the event whose
-		// turn it is writes it. A stale one fails the compare-and-set.
-		cur, rev, err := last.seq, last.rev, error(nil)
-		if !cached {
-			cur, rev, err = s.settled(ctx, token)
-		}
-		cached = false
-		switch {
-		case err != nil:
-			return err
-		case cur >= seq:
-			return nil
-		case rev == 0:
-			_, err = s.kv.Create(ctx, token, val)
-		default:
-			_, err = s.kv.Update(ctx, token, val, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		var apiErr *jetstream.APIError
-		if !errors.Is(err, jetstream.ErrKeyExists) && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
-			return fmt.Errorf("worker: order record: %w", err)
-		}
-		// Another worker wrote first: read again.
-	}
-}
-
-// passTurn lets the next event of the conversation of the event at seq on
-// subject run (see sequencer.pass); without order it does nothing.
-func (w *Worker) passTurn(subject string, seq uint64, log *slog.Logger) {
-	if w.order != nil {
-		w.order.pass(subject, seq, log)
-	}
-}
-
-// awaitTurn holds m, which turns found must wait, until its conversation's
-// turn comes (OrderConversation; at once otherwise). It is called holding
-// one of slots, the worker's
-// Concurrency slots: an event that must wait gives its slot back meanwhile,
-// so that waiting events never keep other conversations from running, and
-// takes one again when its turn comes. It returns false, with the message
-// Nak'd for another worker and no slot held, when stop is closed first.
-func (w *Worker) awaitTurn(stop <-chan struct{}, m jetstream.Msg, slots chan struct{}) bool {
-	if w.order == nil {
-		return true
-	}
-	meta, err := m.Metadata()
-	if err != nil {
-		return true // process reports it
-	}
-	log := w.log.With(slog.String("subject", m.Subject()), slog.Uint64("seq", meta.Sequence.Stream),
-		slog.Uint64("delivery", meta.NumDelivered))
-	interrupted := func() bool {
-		w.settle(m, meta, outcome{action: actNak, label: outcomeInterrupted,
-			reason: "shutdown while the event waited for its conversation's turn"}, nil, log)
-		return false
-	}
-	<-slots
-	if !w.order.waitTurn(stop, m, m.Subject(), meta.Sequence.Stream, log) {
-		return interrupted()
-	}
-	beat := time.NewTicker(w.cfg.Heartbeat)
-	defer beat.Stop()
+	var loops sync.WaitGroup
+	loops.Go(func() { o.heartbeats(ctx) })
+	loops.Go(func() { o.members(ctx, &loops) })
+	// The dispatcher: ready events go to free runners, begun together.
 	for {
 		select {
 		case slots <- struct{}{}:
-			return true
-		case <-stop:
-			return interrupted()
-		case <-beat.C:
+		case <-ctx.Done():
+			close(jobs)
+			loops.Wait()
+			o.handBack()
+			return nil
+		}
+		n := 1
+	more:
+		for n < w.cfg.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		batch := o.take(ctx, n)
+		for range n - len(batch) {
+			<-slots
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		w.metrics.inFlight.Add(float64(len(batch)))
+		for i, pre := range w.beginBatch(batch) {
+			jobs <- job{m: batch[i], pre: pre}
+		}
+	}
+}
+
+// take waits until an event is ready (or ctx ends) and returns up to n ready
+// events, marked running.
+func (o *orderer) take(ctx context.Context, n int) []jetstream.Msg {
+	for {
+		o.mu.Lock()
+		var out []jetstream.Msg
+		i := 0
+		for ; i < len(o.ready) && len(out) < n; i++ {
+			e := o.ready[i]
+			if e.state != entryReady || e.m == nil {
+				continue // handed back meanwhile
+			}
+			e.state = entryRunning
+			o.w.metrics.orderWait.Observe(time.Since(e.since).Seconds())
+			out = append(out, e.m)
+		}
+		if i > 0 {
+			o.ready = slices.Delete(o.ready, 0, i)
+			close(o.room)
+			o.room = make(chan struct{})
+		}
+		o.mu.Unlock()
+		if len(out) > 0 {
+			return out
+		}
+		select {
+		case <-o.readyCh:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// makeReady queues e for a handler; o.mu is held.
+func (o *orderer) makeReady(e *entry) {
+	e.state = entryReady
+	o.ready = append(o.ready, e)
+	select {
+	case o.readyCh <- struct{}{}:
+	default:
+	}
+}
+
+// next queues the first event of conversation conv in part when its turn has
+// come; o.mu is held.
+func (o *orderer) next(part *partition, conv string) {
+	if !part.trusted || conv == "" {
+		return
+	}
+	if q := part.convs[conv]; len(q) > 0 && q[0].state == entryHeld {
+		o.makeReady(q[0])
+	}
+}
+
+// add takes a delivery of part's pull.
+func (o *orderer) add(part *partition, m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		o.w.log.Error("worker: message without JetStream metadata", slog.String("subject", m.Subject()), slog.Any("error", err))
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if pin := m.Headers().Get(pinHeader); pin != "" && pin != part.pin {
+		if part.pin != "" {
+			o.untrust(part)
+		}
+		part.pin = pin
+	}
+	seq := meta.Sequence.Stream
+	if e := part.known[seq]; e != nil {
+		switch e.state {
+		case entryRunning:
+			// Delivered again while it runs (a late heartbeat): the run's
+			// ack settles it.
+		case entryAwaiting:
+			e.m, e.state = m, entryHeld
+			if e.conv == "" {
+				o.makeReady(e)
+			} else {
+				o.next(part, e.conv)
+			}
+		default:
+			e.m = m
+		}
+		return
+	}
+	e := &entry{seq: seq, conv: conversationToken(m.Subject()), part: part, m: m, state: entryHeld, since: time.Now()}
+	part.known[seq] = e
+	if e.conv == "" {
+		o.makeReady(e)
+		return
+	}
+	q := part.convs[e.conv]
+	at, _ := slices.BinarySearchFunc(q, seq, func(x *entry, s uint64) int { return cmpUint(x.seq, s) })
+	part.convs[e.conv] = slices.Insert(q, at, e)
+	o.next(part, e.conv)
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// pinHeader is the header JetStream sets on a pinned consumer's deliveries.
+const pinHeader = "Nats-Pin-Id"
+
+// entryOf returns the entry of the event at seq on subject; o.mu is held.
+func (o *orderer) entryOf(subject string, seq uint64) *entry {
+	p, ok := o.slotPartition(subject)
+	if !ok {
+		return nil
+	}
+	part := o.owned[p]
+	if part == nil {
+		return nil
+	}
+	return part.known[seq]
+}
+
+// settled records that the event at seq on subject was acknowledged or
+// dead-lettered (acked) or Nak'd (not acked), and lets the next event of its
+// conversation run.
+func (o *orderer) settled(subject string, seq uint64, acked bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.entryOf(subject, seq)
+	if e == nil {
+		return
+	}
+	if !acked {
+		e.m, e.state = nil, entryAwaiting
+		return
+	}
+	o.remove(e)
+	o.next(e.part, e.conv)
+}
+
+// finished is called when a run of the event at seq on subject returned: an
+// event still marked running was neither acknowledged nor Nak'd, and
+// JetStream delivers it again after AckWait.
+func (o *orderer) finished(subject string, seq uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e := o.entryOf(subject, seq); e != nil && e.state == entryRunning {
+		e.m, e.state = nil, entryAwaiting
+	}
+}
+
+// remove forgets e; o.mu is held.
+func (o *orderer) remove(e *entry) {
+	part := e.part
+	if part.known[e.seq] != e {
+		return
+	}
+	delete(part.known, e.seq)
+	part.removed++
+	if e.conv != "" {
+		q := part.convs[e.conv]
+		if i := slices.Index(q, e); i >= 0 {
+			q = slices.Delete(q, i, i+1)
+		}
+		if len(q) == 0 {
+			delete(part.convs, e.conv)
+		} else {
+			part.convs[e.conv] = q
+		}
+	}
+}
+
+// untrust makes part untrusted: the events it holds that are not running
+// are Nak'd for whoever owns the partition now, and those awaiting a
+// redelivery forgotten (it may go elsewhere); o.mu is held.
+func (o *orderer) untrust(part *partition) {
+	part.trusted = false
+	for _, e := range part.known {
+		switch e.state {
+		case entryHeld, entryReady:
+			if err := e.m.Nak(); err != nil {
+				o.w.log.Warn("worker: nak of a handed-back event failed; JetStream redelivers it after AckWait",
+					slog.Int("partition", part.p), slog.Uint64("seq", e.seq), slog.Any("error", err))
+			}
+			e.m, e.state = nil, entryAwaiting
+			o.remove(e)
+		case entryAwaiting:
+			o.remove(e)
+		}
+	}
+}
+
+// checkTrust makes part trusted when no event of it is pending anywhere
+// but here: the consumer's ack pending count, read with no pull of part
+// outstanding, is at most the events known here before the read minus
+// those settled since (an event settled here may still count as pending
+// there, which only makes the check fail and run again).
+func (o *orderer) checkTrust(ctx context.Context, part *partition) {
+	o.mu.Lock()
+	known, removed := uint64(len(part.known)), part.removed
+	o.mu.Unlock()
+	ictx, cancel := context.WithTimeout(ctx, opTimeout)
+	info, err := part.cons.Info(ictx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			o.w.log.Warn("worker: reading a partition's pending events failed", slog.Int("partition", part.p), slog.Any("error", err))
+		}
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	gone := part.removed - removed
+	if uint64(info.NumAckPending)+gone > known || part.trusted {
+		return
+	}
+	part.trusted = true
+	o.w.log.Debug("worker: partition taken over", slog.Int("partition", part.p), slog.Int("held", len(part.known)))
+	for conv := range part.convs {
+		o.next(part, conv)
+	}
+}
+
+// pull is the pull loop of one owned partition.
+func (o *orderer) pull(ctx context.Context, part *partition) {
+	defer close(part.stopped)
+	w := o.w
+	wait := min(fetchWait, w.cfg.Streams.AckWait/3)
+	for ctx.Err() == nil {
+		o.mu.Lock()
+		trusted, full, room := part.trusted, len(o.ready) >= w.cfg.Concurrency, o.room
+		o.mu.Unlock()
+		n := w.cfg.Concurrency
+		if trusted && full {
+			// Enough is ready for the runners: wait for room, but pull
+			// at least one event a pull wait, so that JetStream keeps the
+			// partition pinned here.
+			t := time.NewTimer(wait)
+			select {
+			case <-room:
+			case <-t.C:
+				n = 1
+			case <-ctx.Done():
+			}
+			t.Stop()
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		pw := wait
+		if !trusted {
+			pw = untrustedPull
+		}
+		batch, err := part.cons.Fetch(n, jetstream.FetchPriorityGroup(streams.PriorityGroup), jetstream.FetchMaxWait(pw))
+		if err == nil {
+			for m := range batch.Messages() {
+				o.add(part, m)
+			}
+			err = batch.Error()
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		case errors.Is(err, jetstream.ErrPinIDMismatch):
+			o.mu.Lock()
+			o.untrust(part)
+			part.pin = ""
+			o.mu.Unlock()
+		default:
+			w.log.WarnContext(ctx, "worker: fetch failed", slog.Int("partition", part.p), slog.Any("error", err))
+			w.metrics.fetchErrors.Inc()
+			sleep(ctx, retryWait)
+			continue
+		}
+		o.mu.Lock()
+		pinned := part.pin != ""
+		o.mu.Unlock()
+		if !trusted && pinned {
+			o.checkTrust(ctx, part)
+		}
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// heartbeats tells JetStream every Heartbeat that the events waiting here
+// (for their turn or a handler) are in progress.
+func (o *orderer) heartbeats(ctx context.Context) {
+	t := time.NewTicker(o.w.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var waiting []jetstream.Msg
+		o.mu.Lock()
+		for _, part := range o.owned {
+			for _, e := range part.known {
+				if (e.state == entryHeld || e.state == entryReady) && e.m != nil {
+					waiting = append(waiting, e.m)
+				}
+			}
+		}
+		o.mu.Unlock()
+		for _, m := range waiting {
 			if err := m.InProgress(); err != nil {
-				log.Warn("worker: in-progress signal failed while the event waits for a handler", slog.Any("error", err))
+				o.w.log.Warn("worker: in-progress signal failed for an event waiting its turn", slog.Any("error", err))
 			}
 		}
 	}
 }
 
-// turns splits a fetched group into the messages that may run now and those
-// that must wait for an earlier event of their conversation (all may run
-// with OrderNone). The looks for the group's messages go out together.
-func (w *Worker) turns(group []jetstream.Msg) (ready, waiting []jetstream.Msg) {
-	if w.order == nil {
-		return group, nil
-	}
-	now := make([]bool, len(group))
-	var looks sync.WaitGroup
-	for i, m := range group {
-		looks.Go(func() {
-			meta, err := m.Metadata()
-			now[i] = err != nil || w.order.isTurn(m.Subject(), meta.Sequence.Stream)
-		})
-	}
-	looks.Wait()
-	for i, m := range group {
-		if now[i] {
-			ready = append(ready, m)
-		} else {
-			waiting = append(waiting, m)
+// members keeps this worker's member key fresh every memberBeat and takes
+// or gives up partitions as the member list changes, until ctx ends; then
+// it stops every pull loop and deletes the key.
+func (o *orderer) members(ctx context.Context, loops *sync.WaitGroup) {
+	defer func() {
+		for _, part := range o.ownedParts() {
+			part.cancel()
+			<-part.stopped
 		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+		defer cancel()
+		_ = o.kv.Delete(dctx, o.id)
+	}()
+	var last []string
+	for {
+		list, err := o.memberList(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			o.w.log.WarnContext(ctx, "worker: member list unreadable; keeping the partitions held", slog.Any("error", err))
+		default:
+			o.assign(ctx, list, loops)
+			if !slices.Equal(list, last) {
+				last = list
+				o.w.log.Info("worker: ordered partitions assigned", slog.Int("members", len(list)), slog.Int("partitions", len(o.mine(list))))
+			}
+		}
+		sleep(ctx, memberBeat)
 	}
-	return ready, waiting
 }
 
-// consumerStreams is the streams configuration the durable consumer is
-// created with. With OrderConversation JetStream never gives up on a message
-// (MaxDeliver -1): an event waiting for its turn is delivered again each time
-// the worker holding it dies, so the worker counts an event's runs (its
-// fencing number, which every dedupe backend raises by one per run begun)
-// against MaxDeliver instead, and dead-letters it itself.
-// Every worker on one consumer must use the same Order.
-func (w *Worker) consumerStreams() streams.Config {
-	sc := w.cfg.Streams
-	if w.cfg.Order == OrderConversation {
-		sc.MaxDeliver = -1
+// memberList refreshes this worker's key and returns every live member, this
+// one included, sorted.
+func (o *orderer) memberList(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := o.kv.Put(ctx, o.id, nil); err != nil {
+		return nil, err
 	}
-	return sc
+	keys, err := o.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list := []string{o.id}
+	for k := range keys.Keys() {
+		if k != o.id {
+			list = append(list, k)
+		}
+	}
+	slices.Sort(list)
+	return list, nil
+}
+
+// mine returns the partitions the member list gives this worker.
+func (o *orderer) mine(list []string) map[int]bool {
+	out := map[int]bool{}
+	for p := range o.parts {
+		if list[p%len(list)] == o.id {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// assign starts pulling the partitions list gives this worker and gives up
+// the others. It is called every memberBeat: a partition still being given
+// up is taken again at a later call.
+func (o *orderer) assign(ctx context.Context, list []string, loops *sync.WaitGroup) {
+	mine := o.mine(list)
+	o.mu.Lock()
+	for p := range mine {
+		if o.owned[p] != nil {
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		part := &partition{p: p, cons: o.cons[p], known: map[uint64]*entry{}, convs: map[string][]*entry{},
+			cancel: cancel, stopped: make(chan struct{})}
+		o.owned[p] = part
+		loops.Go(func() { o.pull(pctx, part) })
+	}
+	for p, part := range o.owned {
+		if !mine[p] && !part.leaving {
+			part.leaving = true
+			loops.Go(func() { o.release(ctx, part) })
+		}
+	}
+	o.w.metrics.orderPartitions.Set(float64(len(mine)))
+	o.mu.Unlock()
+}
+
+// release gives up part: it stops pulling, hands back what waits, waits for
+// its running events to settle, and unpins the partition for its next owner.
+func (o *orderer) release(ctx context.Context, part *partition) {
+	part.cancel()
+	<-part.stopped
+	for {
+		o.mu.Lock()
+		o.untrust(part)
+		running := 0
+		for _, e := range part.known {
+			if e.state == entryRunning {
+				running++
+			}
+		}
+		if running == 0 || ctx.Err() != nil {
+			if o.owned[part.p] == part {
+				delete(o.owned, part.p)
+			}
+			o.mu.Unlock()
+			break
+		}
+		o.mu.Unlock()
+		sleep(ctx, 50*time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		return // Run unpins after the drain
+	}
+	o.unpin(ctx, part.p)
+}
+
+// unpin lets JetStream pin partition p to its next owner at once.
+func (o *orderer) unpin(ctx context.Context, p int) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	name := o.w.cfg.Streams.PartitionConsumer(p)
+	if err := o.st.UnpinConsumer(uctx, name, streams.PriorityGroup); err != nil {
+		o.w.log.Warn("worker: unpinning a partition failed; its next owner waits for the pin to expire (AckWait)",
+			slog.Int("partition", p), slog.Any("error", err))
+	}
+}
+
+// ownedParts returns the partitions owned or being released.
+func (o *orderer) ownedParts() []*partition {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]*partition, 0, len(o.owned))
+	for _, part := range o.owned {
+		out = append(out, part)
+	}
+	return out
+}
+
+// handBack, at shutdown with every pull loop stopped and the runners
+// draining, Naks the events that wait here for whoever owns their partition
+// next.
+func (o *orderer) handBack() {
+	o.mu.Lock()
+	for _, part := range o.owned {
+		o.untrust(part)
+	}
+	o.ready = nil
+	o.mu.Unlock()
+}
+
+// unpinAll, after the drain, unpins every partition this worker owned.
+func (o *orderer) unpinAll(ctx context.Context) {
+	for _, part := range o.ownedParts() {
+		o.unpin(ctx, part.p)
+	}
+}
+
+// turnSettled tells the order that the event at seq on subject was
+// acknowledged or dead-lettered (acked true) or Nak'd; without order it does
+// nothing.
+func (w *Worker) turnSettled(subject string, seq uint64, acked bool) {
+	if w.order != nil {
+		w.order.settled(subject, seq, acked)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,33 +17,57 @@ import (
 	"github.com/wagate/wagate/messages/streams"
 )
 
-func TestConversationOf(t *testing.T) {
-	cases := []struct {
-		subject, filter, token string
-		ok                     bool
-	}{
-		{"wagate.events.cloud.message.106.c0123456789abcdef", "wagate.events.cloud.*.106.c0123456789abcdef", "c0123456789abcdef", true},
-		{"wagate.events.waha.status.s-1.cab", "wagate.events.waha.*.s-1.cab", "cab", true},
-		{"wagate.events.cloud.field.106._", "", "", false},       // no conversation
-		{"wagate.events.cloud.message.106", "", "", false},       // stored before subjects carried one
-		{"other.events.cloud.message.106.cab", "", "", false},    // not an event subject
-		{"wagate.events.cloud.message.106.cab.x", "", "", false}, // too long
+func TestConversationToken(t *testing.T) {
+	cases := []struct{ subject, token string }{
+		{"wagate.events.cloud.message.106.c0123456789abcdef.17", "c0123456789abcdef"},
+		{"wagate.events.waha.status.s-1.cab.3", "cab"},
+		{"wagate.events.cloud.field.106._.40", ""},               // no conversation
+		{"wagate.events.cloud.message.106.c0123456789abcdef", ""}, // stored before subjects carried a slot
+		{"wagate.events.cloud.message.106", ""},                   // stored before subjects carried a conversation
 	}
 	for _, c := range cases {
-		filter, token, ok := conversationOf(c.subject)
-		if filter != c.filter || token != c.token || ok != c.ok {
-			t.Errorf("conversationOf(%q) = %q, %q, %v; want %q, %q, %v", c.subject, filter, token, ok, c.filter, c.token, c.ok)
+		if got := conversationToken(c.subject); got != c.token {
+			t.Errorf("conversationToken(%q) = %q, want %q", c.subject, got, c.token)
+		}
+	}
+}
+
+func TestSlotPartition(t *testing.T) {
+	o := &orderer{parts: 16}
+	cases := []struct {
+		subject string
+		p       int
+		ok      bool
+	}{
+		{"wagate.events.cloud.message.106.cab.17", 1, true},
+		{"wagate.events.cloud.message.106.cab.63", 15, true},
+		{"wagate.events.cloud.message.106.cab.0", 0, true},
+		{"wagate.events.cloud.message.106.cab", 0, false},
+		{"wagate.events.cloud.message.106.cab.-1", 0, false},
+	}
+	for _, c := range cases {
+		if p, ok := o.slotPartition(c.subject); p != c.p || ok != c.ok {
+			t.Errorf("slotPartition(%q) = %d, %v; want %d, %v", c.subject, p, ok, c.p, c.ok)
 		}
 	}
 }
 
 func TestConfigOrder(t *testing.T) {
 	c, err := Config{}.withDefaults()
-	if err != nil || c.Order != OrderNone || c.OrderBucket != DefaultOrderBucket {
-		t.Errorf("defaults: %q %q %v", c.Order, c.OrderBucket, err)
+	if err != nil || c.Order != OrderNone || c.MemberBucket != DefaultMemberBucket {
+		t.Errorf("defaults: %q %q %v", c.Order, c.MemberBucket, err)
 	}
 	if _, err := (Config{Order: "sequential"}).withDefaults(); err == nil {
 		t.Error("Order \"sequential\" accepted")
+	}
+	for _, n := range []int{3, 12, 128, -2} {
+		_, err := (Config{Order: OrderConversation, Streams: streams.Config{Partitions: n}}).withDefaults()
+		if err == nil || !strings.Contains(err.Error(), strconv.Itoa(n)) {
+			t.Errorf("Partitions %d: %v, want an error naming it", n, err)
+		}
+	}
+	if _, err := (Config{Order: OrderConversation, Streams: streams.Config{Partitions: 64}}).withDefaults(); err != nil {
+		t.Errorf("Partitions 64: %v", err)
 	}
 }
 
@@ -146,8 +172,12 @@ func TestOrderConversation(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 60*time.Second, e.settled, "consumer not settled")
-	if md := e.consumer().Config.MaxDeliver; md != -1 {
-		t.Errorf("consumer MaxDeliver %d, want -1: the workers count runs", md)
+	cons, err := e.js.Consumer(e.ctx(), e.sc.WithDefaults().Events, e.sc.PartitionConsumer(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := cons.CachedInfo().Config.MaxDeliver; md != -1 {
+		t.Errorf("partition consumer MaxDeliver %d, want -1: the workers count runs", md)
 	}
 
 	log.mu.Lock()

@@ -384,7 +384,7 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 	}
 	switch o.action {
 	case actAck:
-		w.passTurn(m.Subject(), meta.Sequence.Stream, log)
+		w.turnSettled(m.Subject(), meta.Sequence.Stream, true)
 		// Ack without waiting for JetStream's answer: the key is marked
 		// done (outcome done) or was found done (duplicate), and the done
 		// mark, not the ack, is what stops a second run. An ack lost on
@@ -407,6 +407,7 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 		}
 		log.Log(context.Background(), level, "worker: nak; will retry", slog.String("outcome", o.label),
 			slog.Duration("delay", o.delay), slog.String("reason", logged))
+		w.turnSettled(m.Subject(), meta.Sequence.Stream, false)
 		w.nak(m, o.delay, log)
 	case actDeadLetter:
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -424,12 +425,13 @@ func (w *Worker) settle(m jetstream.Msg, meta *jetstream.MsgMetadata, o outcome,
 			delay := w.cfg.Streams.Delay(meta.NumDelivered)
 			log.Error("worker: dead-letter publish failed; will retry",
 				slog.String("reason", logged), slog.Duration("delay", delay), slog.Any("error", err))
+			w.turnSettled(m.Subject(), meta.Sequence.Stream, false)
 			w.nak(m, delay, log)
 			o.label = outcomeDLQError
 			break
 		}
 		log.Error("worker: dead-lettered", slog.String("cause", o.cause), slog.String("reason", logged))
-		w.passTurn(m.Subject(), meta.Sequence.Stream, log)
+		w.turnSettled(m.Subject(), meta.Sequence.Stream, true)
 		if err := m.Term(); err != nil {
 			// Redelivered later; the dead letter's Nats-Msg-Id dedupes a second one.
 			w.metrics.ackErrors.WithLabelValues("term").Inc()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/group"
+	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/messages/streams"
 )
 
@@ -71,10 +72,10 @@ type Config struct {
 	// other: OrderNone (default) or OrderConversation (see Order).
 	Order Order
 
-	// OrderBucket is the JetStream key-value bucket holding each
-	// conversation's last settled event, with OrderConversation. Default
-	// "WAGATE_ORDER".
-	OrderBucket string
+	// MemberBucket is the JetStream key-value bucket (memory storage) in
+	// which the workers of OrderConversation announce themselves to share
+	// the partitions (Streams.Partitions). Default "WAGATE_WORKERS".
+	MemberBucket string
 
 	// Logger receives the worker's structured logs; every line about an
 	// event carries its key. Default slog.Default().
@@ -111,12 +112,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Order == "" {
 		c.Order = OrderNone
 	}
-	if c.OrderBucket == "" {
-		c.OrderBucket = DefaultOrderBucket
+	if c.MemberBucket == "" {
+		c.MemberBucket = DefaultMemberBucket
 	}
 	switch {
 	case c.Order != OrderNone && c.Order != OrderConversation:
 		return c, fmt.Errorf("worker: Order %q is neither %q nor %q", c.Order, OrderNone, OrderConversation)
+	case c.Order == OrderConversation && streams.ValidPartitions(c.Streams.Partitions) != nil:
+		return c, fmt.Errorf("worker: Streams.Partitions %d must divide %d (1, 2, 4, 8, 16, 32 or 64)", c.Streams.Partitions, messages.Slots)
 	case c.Concurrency < 0:
 		return c, fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
 	case c.LockTTL < 0:
@@ -149,7 +152,7 @@ type Worker struct {
 	handler Handler
 	log     *slog.Logger
 	metrics *metrics
-	order   *sequencer // nil with OrderNone; set by Run
+	order   *orderer // nil with OrderNone; set by Run
 	running atomic.Bool
 
 	// finishes commits the done marks of runs finishing together in one
@@ -221,27 +224,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	cons, err := streams.EnsureConsumer(ctx, w.js, w.consumerStreams())
+	var (
+		cons jetstream.Consumer
+		err  error
+	)
+	if w.cfg.Order == OrderConversation {
+		w.order, err = newOrderer(ctx, w)
+	} else {
+		cons, err = streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
-	}
-	if w.cfg.Order == OrderConversation {
-		if w.order, err = newSequencer(ctx, w.js, w.cfg, cons, w.metrics); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
-	if w.order != nil {
-		wctx, stopWatch := context.WithCancel(ctx)
-		var watching sync.WaitGroup
-		watching.Go(func() { w.order.watch(wctx) })
-		defer watching.Wait()
-		defer stopWatch()
 	}
 	adv, err := w.watchMaxDeliveries()
 	if err != nil {
@@ -254,9 +250,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer hardCancel()
 
 	var inflight sync.WaitGroup
-	err = w.consume(ctx, hardCtx, cons, &inflight)
+	if w.order != nil {
+		err = w.consumeOrdered(ctx, hardCtx, &inflight)
+	} else {
+		err = w.consume(ctx, hardCtx, cons, &inflight)
+	}
 
 	w.drain(hardCancel, &inflight)
+	if w.order != nil {
+		w.order.unpinAll(hardCtx)
+	}
 	return err
 }
 
@@ -298,7 +301,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 	inflight.Go(func() {
 		defer close(jobs)
 		for group := range fetched {
-			w.startGroup(ctx, hardCtx, takeWaiting(group, fetched), jobs, slots, release, inflight)
+			w.startGroup(takeWaiting(group, fetched), jobs)
 		}
 	})
 	for {
@@ -375,25 +378,10 @@ func takeWaiting(group []jetstream.Msg, fetched <-chan []jetstream.Msg) []jetstr
 }
 
 // startGroup begins the runs of msgs, fetched together, in one round trip
-// (dedupe.BeginAll) and hands them to the runners through jobs; a message
-// that must wait for its conversation's turn (OrderConversation) waits on a
-// goroutine of its own, owned by inflight.
-func (w *Worker) startGroup(ctx, hardCtx context.Context, msgs []jetstream.Msg, jobs chan<- job, slots chan struct{}, release func(int), inflight *sync.WaitGroup) {
-	ready, waiting := w.turns(msgs)
-	if len(ready) > 0 {
-		for i, pre := range w.beginBatch(ready) {
-			jobs <- job{m: ready[i], pre: pre}
-		}
-	}
-	for _, m := range waiting {
-		inflight.Go(func() {
-			defer w.metrics.inFlight.Dec()
-			if !w.awaitTurn(ctx.Done(), m, slots) {
-				return
-			}
-			defer release(1)
-			w.process(hardCtx, ctx.Done(), m, nil)
-		})
+// (dedupe.BeginAll) and hands them to the runners through jobs.
+func (w *Worker) startGroup(msgs []jetstream.Msg, jobs chan<- job) {
+	for i, pre := range w.beginBatch(msgs) {
+		jobs <- job{m: msgs[i], pre: pre}
 	}
 }
 
@@ -421,7 +409,7 @@ func (w *Worker) fetchFailed(ctx context.Context, cons *jetstream.Consumer, err 
 			w.log.WarnContext(ctx, "worker: re-creating streams failed", slog.Any("error", err))
 			return nil
 		}
-		c, err := streams.EnsureConsumer(ctx, w.js, w.consumerStreams())
+		c, err := streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
 		if err != nil {
 			w.log.WarnContext(ctx, "worker: re-creating consumer failed", slog.Any("error", err))
 			return nil

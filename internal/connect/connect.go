@@ -134,6 +134,7 @@ func Streams(c config.Config) streams.Config {
 		MaxDeliver:      c.MaxDeliver,
 		MaxAckPending:   c.MaxAckPending,
 		BackOff:         c.BackOff,
+		Partitions:      c.OrderPartitions,
 	}
 }
 

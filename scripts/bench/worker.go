@@ -241,14 +241,21 @@ func consumeResult(concurrency, n int, firstNs int64, end time.Time) Consume {
 	return c
 }
 
-// resetConsumer empties the events stream and deletes the durable consumer,
-// so that the next run starts from an empty stream and a new consumer.
+// resetConsumer empties the events stream and deletes the workers' durable
+// consumer and their partition consumers, so that the next run starts from
+// an empty stream and new consumers.
 func resetConsumer(ctx context.Context, js jetstream.JetStream, sc streams.Config) error {
 	if err := purge(ctx, js, sc); err != nil {
 		return err
 	}
-	if err := js.DeleteConsumer(ctx, sc.Events, sc.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return err
+	names := []string{sc.WithDefaults().Consumer}
+	for p := range sc.WithDefaults().Partitions {
+		names = append(names, sc.PartitionConsumer(p))
+	}
+	for _, name := range names {
+		if err := js.DeleteConsumer(ctx, sc.Events, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
 	}
 	return nil
 }

@@ -391,12 +391,8 @@ func (s *Stack) Drain() {
 // idle reports whether the consumer has nothing pending or unacknowledged
 // and every answered key is applied or dead-lettered.
 func (s *Stack) idle(ctx context.Context, js jetstream.JetStream, answered map[string]bool) bool {
-	cons, err := js.Consumer(ctx, s.Streams.WithDefaults().Events, s.Streams.WithDefaults().Consumer)
-	if err != nil {
-		return false
-	}
-	info, err := cons.Info(ctx)
-	if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+	pending, ackPending, err := streams.Backlog(ctx, js, s.Streams)
+	if err != nil || pending != 0 || ackPending != 0 {
 		return false
 	}
 	var missing []string
