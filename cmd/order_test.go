@@ -313,8 +313,8 @@ func TestOrderEndToEndWorkerKilled(t *testing.T) {
 	}
 	r.settle(tr)
 	tr.check(t, r.sink, 32) // at most the killed worker's 32 handlers
-	if n := survivor.partitions(t); n != float64(streams.DefaultPartitions) {
-		t.Errorf("the survivor owns %v partitions, want all %d", n, streams.DefaultPartitions)
+	if n := survivor.partitions(t); n != float64(streams.Partitions) {
+		t.Errorf("the survivor owns %v partitions, want all %d", n, streams.Partitions)
 	}
 }
 
@@ -329,7 +329,7 @@ func TestOrderEndToEndScaled(t *testing.T) {
 	tr.sendPart(t, r.ingress, 0, tr.per/3)
 	extra := []*orderWorker{r.worker("worker-1"), r.worker("worker-2")}
 	testenv.Eventually(t, time.Minute, func() bool {
-		return first.partitions(t)+extra[0].partitions(t)+extra[1].partitions(t) == float64(streams.DefaultPartitions) &&
+		return first.partitions(t)+extra[0].partitions(t)+extra[1].partitions(t) == float64(streams.Partitions) &&
 			extra[0].partitions(t) >= 1 && extra[1].partitions(t) >= 1
 	}, "the partitions were never shared by the three workers")
 	tr.sendPart(t, r.ingress, tr.per/3, 2*tr.per/3)
@@ -342,7 +342,7 @@ func TestOrderEndToEndScaled(t *testing.T) {
 	<-sent
 	r.settle(tr)
 	tr.check(t, r.sink, 0)
-	if n := first.partitions(t); n != float64(streams.DefaultPartitions) {
-		t.Errorf("the remaining worker owns %v partitions, want all %d", n, streams.DefaultPartitions)
+	if n := first.partitions(t); n != float64(streams.Partitions) {
+		t.Errorf("the remaining worker owns %v partitions, want all %d", n, streams.Partitions)
 	}
 }

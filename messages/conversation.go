@@ -94,9 +94,8 @@ func ConversationToken(ev Event) string {
 }
 
 // Slots is the number of slots the events stream is cut into by the last
-// token of an event's subject. The workers' partitions (worker
-// OrderConversation) each take a fixed share of them, so that the number of
-// partitions can change without the ingress knowing it.
+// token of an event's subject: the workers keeping order (worker
+// OrderConversation) read each slot through a partition consumer of its own.
 const Slots = 64
 
 // Slot returns ev's slot, in [0, Slots): every event of one conversation has

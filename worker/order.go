@@ -41,10 +41,9 @@ const DefaultMemberBucket = "WAGATE_WORKERS"
 
 // How order works (OrderConversation). Every event's subject ends with its
 // slot (messages.Slot), the same for every event of a conversation. The
-// stream is read through streams.Config.Partitions partition consumers
-// (streams.EnsurePartitionConsumers), each taking a fixed share of the slots
-// and pinned by JetStream to one pulling client at a time (priority group,
-// policy pinned_client): whatever the workers believe, JetStream delivers a
+// stream is read through streams.Partitions partition consumers
+// (streams.EnsurePartitionConsumers), one per slot, each pinned by JetStream
+// to one pulling client at a time (priority group, policy pinned_client): whatever the workers believe, JetStream delivers a
 // partition's events to one worker only. The workers announce themselves in
 // a key-value bucket (MemberBucket, one key per worker, refreshed every
 // memberBeat, expiring after memberTTL), and each pulls only the partitions
@@ -129,7 +128,8 @@ type orderer struct {
 	owned   map[int]*partition
 	ready   []*entry
 	readyCh chan struct{} // one token: ready grew
-	room    chan struct{} // closed and replaced when ready shrinks
+	room    chan struct{} // closed and replaced when ready shrinks or an event is settled
+	maxHeld int           // the most events one partition holds here
 }
 
 // newOrderer ensures the partition consumers and the member bucket.
@@ -154,8 +154,9 @@ func newOrderer(ctx context.Context, w *Worker) (*orderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: stream %s: %w", sc.Events, err)
 	}
-	return &orderer{w: w, id: nuid.Next(), kv: kv, st: st, cons: cons, parts: sc.Partitions,
-		owned: map[int]*partition{}, readyCh: make(chan struct{}, 1), room: make(chan struct{})}, nil
+	return &orderer{w: w, id: nuid.Next(), kv: kv, st: st, cons: cons, parts: streams.Partitions,
+		owned: map[int]*partition{}, readyCh: make(chan struct{}, 1), room: make(chan struct{}),
+		maxHeld: max(4*w.cfg.Concurrency, 32)}, nil
 }
 
 // slotPartition returns the partition of an event subject, false for a
@@ -259,8 +260,7 @@ func (o *orderer) take(ctx context.Context, n int) []jetstream.Msg {
 		}
 		if i > 0 {
 			o.ready = slices.Delete(o.ready, 0, i)
-			close(o.room)
-			o.room = make(chan struct{})
+			o.roomMade()
 		}
 		o.mu.Unlock()
 		if len(out) > 0 {
@@ -272,6 +272,12 @@ func (o *orderer) take(ctx context.Context, n int) []jetstream.Msg {
 			return nil
 		}
 	}
+}
+
+// roomMade wakes the pull loops waiting for room; o.mu is held.
+func (o *orderer) roomMade() {
+	close(o.room)
+	o.room = make(chan struct{})
 }
 
 // makeReady queues e for a handler; o.mu is held.
@@ -403,6 +409,7 @@ func (o *orderer) remove(e *entry) {
 	}
 	delete(part.known, e.seq)
 	part.removed++
+	o.roomMade()
 	if e.conv != "" {
 		q := part.convs[e.conv]
 		if i := slices.Index(q, e); i >= 0 {
@@ -474,25 +481,29 @@ func (o *orderer) pull(ctx context.Context, part *partition) {
 	wait := min(fetchWait, w.cfg.Streams.AckWait/3)
 	for ctx.Err() == nil {
 		o.mu.Lock()
-		trusted, full, room := part.trusted, len(o.ready) >= w.cfg.Concurrency, o.room
+		trusted, room := part.trusted, o.room
+		n := min(w.cfg.Concurrency, o.maxHeld-len(part.known))
+		if len(o.ready) >= w.cfg.Concurrency {
+			n = 0
+		}
 		o.mu.Unlock()
-		n := w.cfg.Concurrency
-		if trusted && full {
-			// Enough is ready for the runners: wait for room, but pull
-			// at least one event a pull wait, so that JetStream keeps the
-			// partition pinned here.
+		if trusted && n <= 0 {
+			// Enough is ready for the runners, or held here: wait for
+			// room, but pull at least one event a pull wait, so that
+			// JetStream keeps the partition pinned here.
 			t := time.NewTimer(wait)
 			select {
 			case <-room:
+				t.Stop()
+				continue
 			case <-t.C:
 				n = 1
 			case <-ctx.Done():
-			}
-			t.Stop()
-			if ctx.Err() != nil {
+				t.Stop()
 				return
 			}
 		}
+		n = max(n, 1)
 		pw := wait
 		if !trusted {
 			pw = untrustedPull
@@ -580,6 +591,11 @@ func (o *orderer) members(ctx context.Context, loops *sync.WaitGroup) {
 		defer cancel()
 		_ = o.kv.Delete(dctx, o.id)
 	}()
+	// Announce first and look one beat later, so that workers starting
+	// together see each other before taking partitions.
+	if _, err := o.memberList(ctx); err == nil {
+		sleep(ctx, memberBeat)
+	}
 	var last []string
 	for {
 		list, err := o.memberList(ctx)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/group"
-	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/messages/streams"
 )
 
@@ -74,7 +73,7 @@ type Config struct {
 
 	// MemberBucket is the JetStream key-value bucket (memory storage) in
 	// which the workers of OrderConversation announce themselves to share
-	// the partitions (Streams.Partitions). Default "WAGATE_WORKERS".
+	// the partitions (streams.Partitions). Default "WAGATE_WORKERS".
 	MemberBucket string
 
 	// Logger receives the worker's structured logs; every line about an
@@ -118,8 +117,6 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Order != OrderNone && c.Order != OrderConversation:
 		return c, fmt.Errorf("worker: Order %q is neither %q nor %q", c.Order, OrderNone, OrderConversation)
-	case c.Order == OrderConversation && streams.ValidPartitions(c.Streams.Partitions) != nil:
-		return c, fmt.Errorf("worker: Streams.Partitions %d must divide %d (1, 2, 4, 8, 16, 32 or 64)", c.Streams.Partitions, messages.Slots)
 	case c.Concurrency < 0:
 		return c, fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
 	case c.LockTTL < 0:

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
-
-	"github.com/wagate/wagate/messages"
 )
 
 // Config is every setting of wagate. Durations use Go syntax ("30s", "168h").
@@ -74,7 +72,6 @@ type Config struct {
 	ForwardSecret     string        `env:"FORWARD_SECRET"`                    // signs provider-format forwards instead of the providers' secrets
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
 	Order             string        `env:"ORDER" envDefault:"none"` // none | conversation
-	OrderPartitions   int           `env:"ORDER_PARTITIONS" envDefault:"16"` // a divisor of 64
 	WorkerHTTPAddr    string        `env:"WORKER_HTTP_ADDR" envDefault:":8081"`
 	LockTTL           time.Duration `env:"LOCK_TTL" envDefault:"30s"`
 
@@ -193,9 +190,6 @@ func (c Config) Validate() error {
 	positive("BODY_MEMORY", c.BodyMemory)
 	positive("MAX_EVENTS", int64(c.MaxEvents))
 	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
-	if c.OrderPartitions <= 0 || messages.Slots%c.OrderPartitions != 0 {
-		errs = append(errs, fmt.Sprintf("%s = %d: want a divisor of %d: 1, 2, 4, 8, 16, 32 or 64", Setting("ORDER_PARTITIONS"), c.OrderPartitions, messages.Slots))
-	}
 	positiveDuration("LOCK_TTL", c.LockTTL)
 	positiveDuration("ACK_WAIT", c.AckWait)
 	positive("MAX_DELIVER", int64(c.MaxDeliver))

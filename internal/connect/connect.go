@@ -134,7 +134,6 @@ func Streams(c config.Config) streams.Config {
 		MaxDeliver:      c.MaxDeliver,
 		MaxAckPending:   c.MaxAckPending,
 		BackOff:         c.BackOff,
-		Partitions:      c.OrderPartitions,
 	}
 }
 

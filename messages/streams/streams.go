@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,8 +31,12 @@ const (
 	DefaultAckWait         = 30 * time.Second
 	DefaultMaxDeliver      = 10
 	DefaultMaxAckPending   = 1000
-	// DefaultPartitions is Config.Partitions' default.
-	DefaultPartitions = 16
+	// Partitions is the number of partition consumers the workers share
+	// when they keep order within conversations (worker
+	// OrderConversation): one per slot (messages.Slots), partition p taking
+	// the events whose subject ends with slot p. It bounds the workers that
+	// share the load: a worker owns at least one partition.
+	Partitions = messages.Slots
 	// PriorityGroup is the priority group every worker pulls the partition
 	// consumers with: each is pinned to one worker at a time.
 	PriorityGroup = "wagate"
@@ -75,13 +80,6 @@ type Config struct {
 	// the worker's NakWithDelay (see Delay), not by JetStream. Default
 	// DefaultBackOff.
 	BackOff []time.Duration
-	// Partitions is the number of partition consumers the workers share
-	// when they keep order within conversations (worker OrderConversation):
-	// partition p takes the slots s (messages.Slot) with s % Partitions == p,
-	// and is pinned to one worker at a time. It bounds the workers that share
-	// the load (a worker owns at least one partition); it must divide
-	// messages.Slots (1, 2, 4, 8, 16, 32 or 64). Default 16.
-	Partitions int
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -115,9 +113,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if len(c.BackOff) == 0 {
 		c.BackOff = DefaultBackOff
-	}
-	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
 	}
 	return c
 }
@@ -249,40 +244,28 @@ func (c Config) MaxDeliveriesAdvisory() string {
 	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + c.Events + "." + c.Consumer
 }
 
-// ValidPartitions reports an error unless n partitions can share the
-// messages.Slots slots evenly.
-func ValidPartitions(n int) error {
-	if n <= 0 || messages.Slots%n != 0 {
-		return fmt.Errorf("streams: %d partitions: want a divisor of %d (1, 2, 4, 8, 16, 32 or 64)", n, messages.Slots)
-	}
-	return nil
-}
-
 // PartitionConsumer returns the name of partition p's durable consumer:
-// "<Consumer>-p<p>-of-<Partitions>", for example wagate-workers-p3-of-16.
-// Changing Partitions gives new consumers (see EnsurePartitionConsumers).
+// "<Consumer>-p<p>", for example wagate-workers-p3.
 func (c Config) PartitionConsumer(p int) string {
 	c = c.WithDefaults()
-	return fmt.Sprintf("%s-p%d-of-%d", c.Consumer, p, c.Partitions)
+	return c.Consumer + "-p" + strconv.Itoa(p)
 }
 
 // PartitionConsumerConfig is partition p's durable consumer: ConsumerConfig's
-// settings, filtered to the partition's slots, pinned to one client of
-// PriorityGroup at a time (unpinned after AckWait without a pull), and
-// never giving up on a message (MaxDeliver -1: the worker counts an event's
-// runs against MaxDeliver, see worker.OrderConversation). MaxAckPending
-// bounds each partition. start is the first stream sequence it delivers (0:
-// the whole stream).
+// settings, filtered to the events of slot p (one filter subject: a
+// consumer with several is several times slower to pull from), pinned to one
+// client of PriorityGroup at a time (unpinned after AckWait without a pull),
+// and never giving up on a message (MaxDeliver -1: the worker counts an
+// event's runs against MaxDeliver, see worker.OrderConversation).
+// MaxAckPending bounds each partition. start is the first stream sequence it
+// delivers (0 or 1: the whole stream).
 func (c Config) PartitionConsumerConfig(p int, start uint64) jetstream.ConsumerConfig {
 	c = c.WithDefaults()
 	cc := c.ConsumerConfig()
 	cc.Durable = c.PartitionConsumer(p)
-	cc.Description = fmt.Sprintf("wagate workers, in order: partition %d of %d", p, c.Partitions)
+	cc.Description = fmt.Sprintf("wagate workers, in order: partition %d of %d", p, Partitions)
 	cc.MaxDeliver = -1
-	cc.FilterSubject = ""
-	for s := p; s < messages.Slots; s += c.Partitions {
-		cc.FilterSubjects = append(cc.FilterSubjects, fmt.Sprintf("%s.*.*.*.*.%d", EventsSubjectPrefix, s))
-	}
+	cc.FilterSubject = EventsSubjectPrefix + ".*.*.*.*." + strconv.Itoa(p)
 	cc.PriorityGroups = []string{PriorityGroup}
 	cc.PriorityPolicy = jetstream.PriorityPolicyPinned
 	cc.PinnedTTL = c.AckWait
@@ -295,47 +278,32 @@ func (c Config) PartitionConsumerConfig(p int, start uint64) jetstream.ConsumerC
 
 // EnsurePartitionConsumers creates or updates the Partitions partition
 // consumers and returns them, in partition order. A partition consumer
-// created for the first time starts where the consumers it takes over from
-// left off: at the lowest ack floor of the workers' consumer (Consumer) and
-// of the partition consumers of another Partitions, plus one, so that
-// turning order on, or changing Partitions, neither skips an event nor runs
-// the whole stream again (events above that floor that were already done
-// come again and are acknowledged as duplicates).
+// created for the first time starts one past the ack floor of the workers'
+// consumer (Consumer) when it exists, so that turning order on neither skips
+// an event nor runs the whole stream again (events above that floor that
+// were already done come again and are acknowledged as duplicates).
 func EnsurePartitionConsumers(ctx context.Context, js jetstream.JetStream, c Config) ([]jetstream.Consumer, error) {
 	c = c.WithDefaults()
-	if err := ValidPartitions(c.Partitions); err != nil {
-		return nil, err
-	}
 	st, err := js.Stream(ctx, c.Events)
 	if err != nil {
 		return nil, fmt.Errorf("streams: stream %s: %w", c.Events, err)
 	}
 	var start uint64
-	startKnown := false
-	out := make([]jetstream.Consumer, c.Partitions)
-	for p := range c.Partitions {
-		cons, err := st.Consumer(ctx, c.PartitionConsumer(p))
-		if err == nil {
-			// Exists: update what may change, keeping where it starts.
-			cur := cons.CachedInfo().Config
-			cc := c.PartitionConsumerConfig(p, cur.OptStartSeq)
-			cc.DeliverPolicy = cur.DeliverPolicy
-			if cons, err = st.CreateOrUpdateConsumer(ctx, cc); err != nil {
-				return nil, fmt.Errorf("streams: consumer %s: %w", cc.Durable, err)
-			}
-			out[p] = cons
-			continue
-		}
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("streams: consumer %s: %w", c.PartitionConsumer(p), err)
-		}
-		if !startKnown {
-			if start, err = takeOverFloor(ctx, st, c); err != nil {
-				return nil, err
-			}
-			startKnown = true
-		}
+	if cons, err := st.Consumer(ctx, c.Consumer); err == nil {
+		start = cons.CachedInfo().AckFloor.Stream + 1
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("streams: consumer %s: %w", c.Consumer, err)
+	}
+	out := make([]jetstream.Consumer, Partitions)
+	for p := range Partitions {
 		cc := c.PartitionConsumerConfig(p, start)
+		if cons, err := st.Consumer(ctx, cc.Durable); err == nil {
+			// Exists: update what may change, keeping where it started.
+			cur := cons.CachedInfo().Config
+			cc.DeliverPolicy, cc.OptStartSeq = cur.DeliverPolicy, cur.OptStartSeq
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("streams: consumer %s: %w", cc.Durable, err)
+		}
 		if out[p], err = st.CreateOrUpdateConsumer(ctx, cc); err != nil {
 			return nil, fmt.Errorf("streams: consumer %s: %w", cc.Durable, err)
 		}
@@ -343,39 +311,14 @@ func EnsurePartitionConsumers(ctx context.Context, js jetstream.JetStream, c Con
 	return out, nil
 }
 
-// takeOverFloor returns the first stream sequence new partition consumers
-// deliver: one past the lowest ack floor of the workers' other consumers
-// (Consumer and partition consumers of another count), or 0 (the whole
-// stream) when there are none.
-func takeOverFloor(ctx context.Context, st jetstream.Stream, c Config) (uint64, error) {
-	floor, found := uint64(0), false
-	names := st.ListConsumers(ctx)
-	for info := range names.Info() {
-		if name := info.Name; name != c.Consumer && !otherPartition(c, name) {
-			continue
-		}
-		if !found || info.AckFloor.Stream < floor {
-			floor, found = info.AckFloor.Stream, true
-		}
-	}
-	if err := names.Err(); err != nil {
-		return 0, fmt.Errorf("streams: consumers of %s: %w", c.Events, err)
-	}
-	if !found {
-		return 0, nil
-	}
-	return floor + 1, nil
-}
-
 // Backlog returns the events the workers have yet to take (pending) and those
 // delivered and not yet acknowledged (ackPending), summed over the workers'
-// consumer and the partition consumers of c.Partitions that exist: what a
-// scaler or an operator waiting for the workers to be idle reads, with order
-// on or off.
+// consumer and the partition consumers that exist: what an operator or a
+// test waiting for the workers to be idle reads, with order on or off.
 func Backlog(ctx context.Context, js jetstream.JetStream, c Config) (pending, ackPending uint64, err error) {
 	c = c.WithDefaults()
 	names := []string{c.Consumer}
-	for p := range c.Partitions {
+	for p := range Partitions {
 		names = append(names, c.PartitionConsumer(p))
 	}
 	for _, name := range names {
@@ -391,18 +334,4 @@ func Backlog(ctx context.Context, js jetstream.JetStream, c Config) (pending, ac
 		ackPending += uint64(info.NumAckPending)
 	}
 	return pending, ackPending, nil
-}
-
-// otherPartition reports whether name is a partition consumer of the
-// workers' consumer for another number of partitions than c's.
-func otherPartition(c Config, name string) bool {
-	var p, n int
-	rest, ok := strings.CutPrefix(name, c.Consumer+"-p")
-	if !ok {
-		return false
-	}
-	if k, err := fmt.Sscanf(rest, "%d-of-%d", &p, &n); err != nil || k != 2 || rest != fmt.Sprintf("%d-of-%d", p, n) {
-		return false
-	}
-	return n != c.Partitions
 }

@@ -249,7 +249,7 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, sc streams.Confi
 		return err
 	}
 	names := []string{sc.WithDefaults().Consumer}
-	for p := range sc.WithDefaults().Partitions {
+	for p := range streams.Partitions {
 		names = append(names, sc.PartitionConsumer(p))
 	}
 	for _, name := range names {
