@@ -1,7 +1,7 @@
 // Package deployments holds what it takes to run wagate outside a Go
 // program: the container image (Dockerfile), a compose file for one machine,
-// Kubernetes manifests (kustomize base and production overlay), Prometheus
-// alert rules and a Grafana dashboard.
+// Kubernetes manifests (kustomize base, production overlay and components),
+// Prometheus alert rules and a Grafana dashboard.
 //
 // It has no Go API. Its tests validate every file offline, as part of
 // `make test`: the Kubernetes manifests are built with kustomize and each

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wagate/wagate/internal/config"
+	"github.com/wagate/wagate/messages/streams"
 )
 
 // scaledObject is KEDA's keda.sh/v1alpha1 ScaledObject, field for field as
@@ -455,42 +456,119 @@ func checkManifests(t *testing.T, dir string) (m manifests, ingress, worker work
 		}
 	}
 
-	// ScaledObject → worker Deployment, on the workers' consumer.
+	// ScaledObject → worker Deployment, one trigger per consumer the workers
+	// read: their consumer, or with WAGATE_ORDER=conversation each partition
+	// consumer (components/order).
 	so := m.scaledObjects[0]
 	if ref := so.Spec.ScaleTargetRef; ref.Name != worker.name || (ref.Kind != "" && ref.Kind != "Deployment") {
 		t.Errorf("%s: ScaledObject targets %+v, want the worker Deployment", dir, ref)
 	}
+	consumers := workerConsumers(worker.cfg)
 	lo, hi := so.Spec.MinReplicaCount, so.Spec.MaxReplicaCount
-	if lo == nil || hi == nil || *lo < 1 || *hi < *lo {
+	switch {
+	case lo == nil || hi == nil || *lo < 1 || *hi < *lo:
 		t.Errorf("%s: ScaledObject replicas %s..%s: want 1 ≤ min ≤ max", dir, deref(lo), deref(hi))
-	} else if n := int(*hi) * worker.cfg.WorkerConcurrency; n > worker.cfg.MaxAckPending {
-		t.Errorf("%s: maxReplicaCount %d × WAGATE_WORKER_CONCURRENCY %d = %d handlers, above WAGATE_MAX_ACK_PENDING %d: the extra replicas would idle",
-			dir, *hi, worker.cfg.WorkerConcurrency, n, worker.cfg.MaxAckPending)
-	}
-	if len(so.Spec.Triggers) != 1 || so.Spec.Triggers[0].Type != "nats-jetstream" {
-		t.Fatalf("%s: ScaledObject triggers %+v: want one nats-jetstream trigger", dir, so.Spec.Triggers)
-	}
-	md := so.Spec.Triggers[0].Metadata
-	for k, required := range natsJetStreamMetadata {
-		if _, ok := md[k]; required && !ok {
-			t.Errorf("%s: nats-jetstream trigger lacks %s", dir, k)
+	case worker.cfg.Order == "conversation":
+		if int(*hi) > worker.cfg.OrderPartitions {
+			t.Errorf("%s: maxReplicaCount %d above WAGATE_ORDER_PARTITIONS %d: a worker beyond the partitions owns none and idles",
+				dir, *hi, worker.cfg.OrderPartitions)
+		}
+	default:
+		if n := int(*hi) * worker.cfg.WorkerConcurrency; n > worker.cfg.MaxAckPending {
+			t.Errorf("%s: maxReplicaCount %d × WAGATE_WORKER_CONCURRENCY %d = %d handlers, above WAGATE_MAX_ACK_PENDING %d: the extra replicas would idle",
+				dir, *hi, worker.cfg.WorkerConcurrency, n, worker.cfg.MaxAckPending)
 		}
 	}
-	for k := range md {
-		if _, ok := natsJetStreamMetadata[k]; !ok {
-			t.Errorf("%s: nats-jetstream trigger: unknown parameter %s", dir, k)
+	if len(so.Spec.Triggers) == 0 {
+		t.Fatalf("%s: ScaledObject has no triggers", dir)
+	}
+	var watched []string
+	for i, tr := range so.Spec.Triggers {
+		where := fmt.Sprintf("%s: trigger %d", dir, i)
+		if tr.Type != "nats-jetstream" {
+			t.Errorf("%s: type %q, want nats-jetstream", where, tr.Type)
+			continue
+		}
+		md := tr.Metadata
+		watched = append(watched, md["consumer"])
+		for k, required := range natsJetStreamMetadata {
+			if _, ok := md[k]; required && !ok {
+				t.Errorf("%s lacks %s", where, k)
+			}
+		}
+		for k := range md {
+			if _, ok := natsJetStreamMetadata[k]; !ok {
+				t.Errorf("%s: unknown parameter %s", where, k)
+			}
+		}
+		if md["stream"] != worker.cfg.EventsStream {
+			t.Errorf("%s watches stream %s, the workers consume %s", where, md["stream"], worker.cfg.EventsStream)
+		}
+		if n, err := strconv.Atoi(md["lagThreshold"]); err != nil || n <= 0 {
+			t.Errorf("%s: lagThreshold %q: want a positive integer", where, md["lagThreshold"])
+		}
+		if host, port, err := net.SplitHostPort(md["natsServerMonitoringEndpoint"]); err != nil || host == "" || port == "" {
+			t.Errorf("%s: natsServerMonitoringEndpoint %q: want host:port (%v)", where, md["natsServerMonitoringEndpoint"], err)
+		}
+		first := so.Spec.Triggers[0].Metadata
+		for _, k := range []string{"natsServerMonitoringEndpoint", "account", "stream"} {
+			if md[k] != first[k] {
+				t.Errorf("%s: %s %q, trigger 0 has %q: one NATS account and stream for every consumer", where, k, md[k], first[k])
+			}
 		}
 	}
-	if md["stream"] != worker.cfg.EventsStream || md["consumer"] != worker.cfg.Consumer {
-		t.Errorf("%s: trigger watches %s/%s, the workers consume %s/%s", dir, md["stream"], md["consumer"], worker.cfg.EventsStream, worker.cfg.Consumer)
-	}
-	if n, err := strconv.Atoi(md["lagThreshold"]); err != nil || n <= 0 {
-		t.Errorf("%s: lagThreshold %q: want a positive integer", dir, md["lagThreshold"])
-	}
-	if host, port, err := net.SplitHostPort(md["natsServerMonitoringEndpoint"]); err != nil || host == "" || port == "" {
-		t.Errorf("%s: natsServerMonitoringEndpoint %q: want host:port (%v)", dir, md["natsServerMonitoringEndpoint"], err)
+	// A trigger on a consumer that does not exist reads the stream's last
+	// sequence as its backlog, and KEDA scales to maxReplicaCount.
+	if d := listDiff(watched, consumers); d != "" {
+		t.Errorf("%s: ScaledObject triggers vs the consumers the workers read (WAGATE_ORDER=%s, %d of them): %s",
+			dir, worker.cfg.Order, len(consumers), d)
 	}
 	return m, ingress, worker
+}
+
+// workerConsumers returns the consumers of the events stream that workers
+// configured by cfg read, in partition order: the workers' consumer, or with
+// WAGATE_ORDER=conversation its WAGATE_ORDER_PARTITIONS partition consumers
+// (the streams configuration as internal/connect.Streams builds it).
+func workerConsumers(cfg config.Config) []string {
+	sc := streams.Config{Consumer: cfg.Consumer, Partitions: cfg.OrderPartitions}
+	if cfg.Order != "conversation" {
+		return []string{sc.WithDefaults().Consumer}
+	}
+	names := make([]string, sc.WithDefaults().Partitions)
+	for p := range names {
+		names[p] = sc.PartitionConsumer(p)
+	}
+	return names
+}
+
+// listDiff describes how got differs from want: the names only one of them
+// has, or else the first place where their order differs; "" when they are
+// equal.
+func listDiff(got, want []string) string {
+	var extra, missing []string
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			extra = append(extra, g)
+		}
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			missing = append(missing, w)
+		}
+	}
+	switch {
+	case extra != nil || missing != nil:
+		return fmt.Sprintf("unexpected %q, missing %q", extra, missing)
+	case len(got) != len(want):
+		return fmt.Sprintf("%d entries for %d names: one twice", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return fmt.Sprintf("entry %d is %q, want %q", i, got[i], want[i])
+		}
+	}
+	return ""
 }
 
 func TestKubernetesBase(t *testing.T) {
@@ -530,8 +608,9 @@ func TestKubernetesProduction(t *testing.T) {
 // Secret, which must not be).
 func TestKustomizations(t *testing.T) {
 	used := map[string]bool{}
-	// The builds the tests check, then the components they include.
-	dirs := []string{"k8s/base", "k8s/overlays/production"}
+	// The builds the tests check, the components that only the tests'
+	// own overlays include (order_test.go), then the components they include.
+	dirs := []string{"k8s/base", "k8s/overlays/production", orderComponent}
 	for i := 0; i < len(dirs); i++ {
 		dir := dirs[i]
 		raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
