@@ -469,9 +469,9 @@ func checkManifests(t *testing.T, dir string) (m manifests, ingress, worker work
 	case lo == nil || hi == nil || *lo < 1 || *hi < *lo:
 		t.Errorf("%s: ScaledObject replicas %s..%s: want 1 ≤ min ≤ max", dir, deref(lo), deref(hi))
 	case worker.cfg.Order == "conversation":
-		if int(*hi) > worker.cfg.OrderPartitions {
-			t.Errorf("%s: maxReplicaCount %d above WAGATE_ORDER_PARTITIONS %d: a worker beyond the partitions owns none and idles",
-				dir, *hi, worker.cfg.OrderPartitions)
+		if int(*hi) > streams.Partitions {
+			t.Errorf("%s: maxReplicaCount %d above the %d partitions: a worker beyond them owns none and idles",
+				dir, *hi, streams.Partitions)
 		}
 	default:
 		if n := int(*hi) * worker.cfg.WorkerConcurrency; n > worker.cfg.MaxAckPending {
@@ -528,14 +528,14 @@ func checkManifests(t *testing.T, dir string) (m manifests, ingress, worker work
 
 // workerConsumers returns the consumers of the events stream that workers
 // configured by cfg read, in partition order: the workers' consumer, or with
-// WAGATE_ORDER=conversation its WAGATE_ORDER_PARTITIONS partition consumers
-// (the streams configuration as internal/connect.Streams builds it).
+// WAGATE_ORDER=conversation its partition consumers (the streams
+// configuration as internal/connect.Streams builds it).
 func workerConsumers(cfg config.Config) []string {
-	sc := streams.Config{Consumer: cfg.Consumer, Partitions: cfg.OrderPartitions}
+	sc := streams.Config{Consumer: cfg.Consumer}
 	if cfg.Order != "conversation" {
 		return []string{sc.WithDefaults().Consumer}
 	}
-	names := make([]string, sc.WithDefaults().Partitions)
+	names := make([]string, streams.Partitions)
 	for p := range names {
 		names[p] = sc.PartitionConsumer(p)
 	}

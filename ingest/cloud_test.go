@@ -48,6 +48,7 @@ func TestPostStoresEvent(t *testing.T) {
 		messages.HeaderProvider:        messages.ProviderCloud,
 		messages.HeaderKind:            string(messages.KindMessage),
 		jetstream.ExpectedStreamHeader: e.srv.cfg.Streams.Events,
+		messages.HeaderConversation:    messages.ConversationToken(ev),
 	} {
 		if got := m.raw.Header.Get(h); got != want {
 			t.Errorf("header %s = %q, want %q", h, got, want)

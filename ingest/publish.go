@@ -45,14 +45,18 @@ func (s *Server) message(ev *messages.Event) (*nats.Msg, error) {
 	// The header's values share one array, and its map is made at its size
 	// (room left for the trace context): one allocation each, not one per
 	// header.
-	v := [...]string{ev.Key, s.cfg.Streams.Events, ev.Provider, string(ev.Kind), ev.ReceivedAt.UTC().Format(time.RFC3339Nano)}
+	subject, conv := messages.Route(*ev)
+	v := [...]string{ev.Key, s.cfg.Streams.Events, ev.Provider, string(ev.Kind), ev.ReceivedAt.UTC().Format(time.RFC3339Nano), conv}
 	h := make(nats.Header, 8)
 	h[jetstream.MsgIDHeader] = v[0:1:1]
 	h[jetstream.ExpectedStreamHeader] = v[1:2:2]
 	h[messages.HeaderProvider] = v[2:3:3]
 	h[messages.HeaderKind] = v[3:4:4]
 	h[messages.HeaderReceivedAt] = v[4:5:5]
-	return &nats.Msg{Subject: messages.Subject(*ev), Data: data, Header: h}, nil
+	if conv != "_" {
+		h[messages.HeaderConversation] = v[5:6:6]
+	}
+	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
 }
 
 // publishChunk is the number of events given one Config.PublishTimeout: a

@@ -243,11 +243,14 @@ func checkEvents(t testing.TB, body []byte, evs []messages.Event) {
 		}
 		subject := messages.Subject(ev)
 		tokens := strings.Split(subject, ".")
-		if len(tokens) != 7 {
-			t.Fatalf("event %d: subject %q has %d tokens, want 7", i, subject, len(tokens))
+		if len(tokens) != 6 {
+			t.Fatalf("event %d: subject %q has %d tokens, want 6", i, subject, len(tokens))
 		}
-		if tokens[5] != messages.ConversationToken(ev) || tokens[6] != strconv.Itoa(messages.Slot(ev)) {
-			t.Fatalf("event %d: subject %q: want conversation %s and slot %d last", i, subject, messages.ConversationToken(ev), messages.Slot(ev))
+		if tokens[5] != strconv.Itoa(messages.Slot(ev)) {
+			t.Fatalf("event %d: subject %q: want slot %d last", i, subject, messages.Slot(ev))
+		}
+		if s, conv := messages.Route(ev); s != subject || conv != messages.ConversationToken(ev) {
+			t.Fatalf("event %d: Route = %q, %q; want %q, %q", i, s, conv, subject, messages.ConversationToken(ev))
 		}
 		if slot := messages.Slot(ev); slot < 0 || slot >= messages.Slots {
 			t.Fatalf("event %d: slot %d out of [0, %d)", i, slot, messages.Slots)

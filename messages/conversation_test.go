@@ -99,15 +99,15 @@ func TestConversationCloudUser(t *testing.T) {
 
 // TestSlot checks an event's slot against values worked out by hand from
 // the SHA-256 of its conversation (or, without one, of its key): the first
-// 8 bytes as a big-endian integer, modulo 64.
+// 8 bytes as a big-endian integer, modulo 32.
 func TestSlot(t *testing.T) {
 	for _, c := range []struct {
 		ev   messages.Event
 		want int
 	}{
-		// sha256("cloud|PN1|user:15550001") starts d61f9bba4766dc08: 0x08 % 64 = 8.
+		// sha256("cloud|PN1|user:15550001") starts d61f9bba4766dc08: 0x…dc08 % 32 = 8.
 		{messages.Event{Conversation: "cloud|PN1|user:15550001", Key: "ignored"}, 8},
-		// No conversation: sha256("wg1:abc") starts d932da2a7475325c: 0x5c % 64 = 28.
+		// No conversation: sha256("wg1:abc") starts d932da2a7475325c: 0x…325c % 32 = 28.
 		{messages.Event{Key: "wg1:abc"}, 28},
 	} {
 		if got := messages.Slot(c.ev); got != c.want {

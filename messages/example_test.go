@@ -37,9 +37,9 @@ func ExampleParse() {
 	_, err = messages.Parse([]byte(`{"event":"messages.upsert"}`), time.Now())
 	fmt.Println(err)
 	// Output:
-	// message wamid.A1  wagate.events.cloud.message.106540352242922.c455100cece82080b.11
+	// message wamid.A1  wagate.events.cloud.message.106540352242922.11
 	//   cloud|message|106540352242922|messages|wamid.A1 true
-	// status wamid.B2 read wagate.events.cloud.status.106540352242922.c455100cece82080b.11
+	// status wamid.B2 read wagate.events.cloud.status.106540352242922.11
 	//   cloud|status|106540352242922|messages|wamid.B2|read true
 	// messages: not a webhook: no "object" member
 }

@@ -18,6 +18,9 @@ const (
 	HeaderProvider   = "Wagate-Provider"
 	HeaderKind       = "Wagate-Kind"
 	HeaderReceivedAt = "Wagate-Received-At" // RFC 3339 with nanoseconds
+	// HeaderConversation carries ConversationToken of an event that belongs
+	// to a conversation (absent otherwise): what the workers keep order by.
+	HeaderConversation = "Wagate-Conversation"
 )
 
 // HeaderCarrier adapts a stream message's NATS header to OpenTelemetry's
@@ -49,15 +52,23 @@ const SubjectPrefix = "wagate.events"
 const maxToken = 64
 
 // Subject returns the stream subject of ev:
-// wagate.events.<provider>.<kind>.<account>.<conversation>.<slot>, where
-// <conversation> is ConversationToken(ev) and <slot> is Slot(ev) in decimal,
-// each other token reduced to [A-Za-z0-9_-] (other bytes become '_', an
-// empty token is "_", and a token is cut at 64 bytes). Attacker-controlled
-// text never adds a subject level or a wildcard.
+// wagate.events.<provider>.<kind>.<account>.<slot>, where <slot> is Slot(ev)
+// in decimal, each other token reduced to [A-Za-z0-9_-] (other bytes become
+// '_', an empty token is "_", and a token is cut at 64 bytes).
+// Attacker-controlled text never adds a subject level or a wildcard. The
+// conversation travels in HeaderConversation, not in the subject, so that
+// the stream's subjects stay few (accounts × kinds × 64), whatever the
+// number of conversations.
 func Subject(ev Event) string {
+	subject, _ := Route(ev)
+	return subject
+}
+
+// Route returns Subject(ev) and ConversationToken(ev), hashing once.
+func Route(ev Event) (subject, conversation string) {
 	token, slot := conversationSlot(ev)
 	return SubjectPrefix + "." + Token(ev.Provider) + "." + Token(string(ev.Kind)) + "." + Token(ev.Account) + "." +
-		token + "." + strconv.Itoa(slot)
+		strconv.Itoa(slot), token
 }
 
 // Token reduces s to one safe NATS subject token.

@@ -25,7 +25,7 @@ func checkLetter(t *testing.T, dl *jetstream.RawStreamMsg, ev messages.Event, pa
 	if !bytes.Equal(dl.Data, payload) {
 		t.Errorf("dead letter payload differs from the original:\n got %s\nwant %s", dl.Data, payload)
 	}
-	wantSubject := "wagate.dlq.cloud.message." + ev.Account + "." + messages.ConversationToken(ev) + "." + strconv.Itoa(messages.Slot(ev))
+	wantSubject := "wagate.dlq.cloud.message." + ev.Account + "." + strconv.Itoa(messages.Slot(ev))
 	if dl.Subject != wantSubject {
 		t.Errorf("subject %q, want %q", dl.Subject, wantSubject)
 	}

@@ -109,7 +109,11 @@ func (e *env) publish(ev messages.Event) ([]byte, uint64) {
 	if err != nil {
 		e.t.Fatalf("encode: %v", err)
 	}
-	msg := nats.NewMsg(messages.Subject(ev))
+	subject, conv := messages.Route(ev)
+	msg := nats.NewMsg(subject)
+	if conv != "_" {
+		msg.Header.Set(messages.HeaderConversation, conv)
+	}
 	msg.Data = data
 	msg.Header.Set(nats.MsgIdHdr, ev.Key)
 	msg.Header.Set(messages.HeaderProvider, ev.Provider)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/messages/streams"
 )
 
@@ -40,7 +41,8 @@ const (
 const DefaultMemberBucket = "WAGATE_WORKERS"
 
 // How order works (OrderConversation). Every event's subject ends with its
-// slot (messages.Slot), the same for every event of a conversation. The
+// slot (messages.Slot), the same for every event of a conversation, whose
+// token travels in the header messages.HeaderConversation. The
 // stream is read through streams.Partitions partition consumers
 // (streams.EnsurePartitionConsumers), one per slot, each pinned by JetStream
 // to one pulling client at a time (priority group, policy pinned_client): whatever the workers believe, JetStream delivers a
@@ -173,15 +175,13 @@ func (o *orderer) slotPartition(subject string) (int, bool) {
 	return slot % o.parts, true
 }
 
-// conversationToken returns the conversation token of an event subject
-// (wagate.events.<provider>.<kind>.<account>.<conversation>.<slot>), or ""
-// for an event of no conversation.
-func conversationToken(subject string) string {
-	t := strings.Split(subject, ".")
-	if len(t) != 7 || t[5] == "_" {
-		return ""
+// conversationToken returns the conversation token of a stream message
+// (messages.HeaderConversation), or "" for an event of no conversation.
+func conversationToken(m jetstream.Msg) string {
+	if t := m.Headers().Get(messages.HeaderConversation); t != "_" {
+		return t
 	}
-	return t[5]
+	return ""
 }
 
 // consumeOrdered is consume for OrderConversation: it keeps this worker a
@@ -334,7 +334,7 @@ func (o *orderer) add(part *partition, m jetstream.Msg) {
 		}
 		return
 	}
-	e := &entry{seq: seq, conv: conversationToken(m.Subject()), part: part, m: m, state: entryHeld, since: time.Now()}
+	e := &entry{seq: seq, conv: conversationToken(m), part: part, m: m, state: entryHeld, since: time.Now()}
 	part.known[seq] = e
 	if e.conv == "" {
 		o.makeReady(e)

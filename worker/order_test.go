@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/testenv"
 	"github.com/wagate/wagate/messages"
@@ -16,19 +19,28 @@ import (
 )
 
 func TestConversationToken(t *testing.T) {
-	cases := []struct{ subject, token string }{
-		{"wagate.events.cloud.message.106.c0123456789abcdef.17", "c0123456789abcdef"},
-		{"wagate.events.waha.status.s-1.cab.3", "cab"},
-		{"wagate.events.cloud.field.106._.40", ""},                // no conversation
-		{"wagate.events.cloud.message.106.c0123456789abcdef", ""}, // stored before subjects carried a slot
-		{"wagate.events.cloud.message.106", ""},                   // stored before subjects carried a conversation
-	}
-	for _, c := range cases {
-		if got := conversationToken(c.subject); got != c.token {
-			t.Errorf("conversationToken(%q) = %q, want %q", c.subject, got, c.token)
+	for _, c := range []struct{ header, token string }{
+		{"c0123456789abcdef", "c0123456789abcdef"},
+		{"_", ""}, // no conversation
+		{"", ""},  // stored without one
+	} {
+		m := &headerMsg{h: nats.Header{}}
+		if c.header != "" {
+			m.h.Set(messages.HeaderConversation, c.header)
+		}
+		if got := conversationToken(m); got != c.token {
+			t.Errorf("conversationToken(header %q) = %q, want %q", c.header, got, c.token)
 		}
 	}
 }
+
+// headerMsg is a jetstream.Msg with headers only.
+type headerMsg struct {
+	jetstream.Msg
+	h nats.Header
+}
+
+func (m *headerMsg) Headers() nats.Header { return m.h }
 
 func TestSlotPartition(t *testing.T) {
 	o := &orderer{parts: streams.Partitions}
@@ -37,11 +49,11 @@ func TestSlotPartition(t *testing.T) {
 		p       int
 		ok      bool
 	}{
-		{"wagate.events.cloud.message.106.cab.17", 17, true},
-		{"wagate.events.cloud.message.106.cab.63", 63, true},
-		{"wagate.events.cloud.message.106.cab.0", 0, true},
-		{"wagate.events.cloud.message.106.cab", 0, false},
-		{"wagate.events.cloud.message.106.cab.-1", 0, false},
+		{"wagate.events.cloud.message.106.17", 17, true},
+		{"wagate.events.cloud.message.106.31", 31, true},
+		{"wagate.events.cloud.message.106.0", 0, true},
+		{"wagate.events.cloud.message.106.cab", 0, false}, // stored before subjects carried a slot
+		{"wagate.events.cloud.message.106.-1", 0, false},
 	}
 	for _, c := range cases {
 		if p, ok := o.slotPartition(c.subject); p != c.p || ok != c.ok {

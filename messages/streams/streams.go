@@ -42,8 +42,7 @@ const (
 	PriorityGroup = "wagate"
 
 	// EventsSubjectPrefix prefixes every event subject:
-	// wagate.events.<provider>.<kind>.<account>.<conversation>.<slot>
-	// (messages.Subject).
+	// wagate.events.<provider>.<kind>.<account>.<slot> (messages.Subject).
 	EventsSubjectPrefix = messages.SubjectPrefix
 	// DLQSubjectPrefix prefixes every dead-letter subject: wagate.dlq.<original subject minus "wagate.events.">.
 	DLQSubjectPrefix = "wagate.dlq"
@@ -265,7 +264,7 @@ func (c Config) PartitionConsumerConfig(p int, start uint64) jetstream.ConsumerC
 	cc.Durable = c.PartitionConsumer(p)
 	cc.Description = fmt.Sprintf("wagate workers, in order: partition %d of %d", p, Partitions)
 	cc.MaxDeliver = -1
-	cc.FilterSubject = EventsSubjectPrefix + ".*.*.*.*." + strconv.Itoa(p)
+	cc.FilterSubject = EventsSubjectPrefix + ".*.*.*." + strconv.Itoa(p)
 	cc.PriorityGroups = []string{PriorityGroup}
 	cc.PriorityPolicy = jetstream.PriorityPolicyPinned
 	cc.PinnedTTL = c.AckWait

@@ -70,8 +70,12 @@ func streamMessage(ev *messages.Event, stream string) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg(messages.Subject(*ev))
+	subject, conv := messages.Route(*ev)
+	msg := nats.NewMsg(subject)
 	msg.Data = data
+	if conv != "_" {
+		msg.Header.Set(messages.HeaderConversation, conv)
+	}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.Key)
 	msg.Header.Set(jetstream.ExpectedStreamHeader, stream)
 	msg.Header.Set(messages.HeaderProvider, ev.Provider)
