@@ -283,6 +283,9 @@ func (c Config) PartitionConsumerConfig(p int, start uint64) jetstream.ConsumerC
 // were already done come again and are acknowledged as duplicates).
 func EnsurePartitionConsumers(ctx context.Context, js jetstream.JetStream, c Config) ([]jetstream.Consumer, error) {
 	c = c.WithDefaults()
+	if v := serverVersion(js); !atLeast(v, 2, 11) {
+		return nil, fmt.Errorf("%w (connected to nats-server %s)", ErrNoPinning, v)
+	}
 	st, err := js.Stream(ctx, c.Events)
 	if err != nil {
 		return nil, fmt.Errorf("streams: stream %s: %w", c.Events, err)
@@ -296,18 +299,51 @@ func EnsurePartitionConsumers(ctx context.Context, js jetstream.JetStream, c Con
 	out := make([]jetstream.Consumer, Partitions)
 	for p := range Partitions {
 		cc := c.PartitionConsumerConfig(p, start)
-		if cons, err := st.Consumer(ctx, cc.Durable); err == nil {
+		if cur, err := st.Consumer(ctx, cc.Durable); err == nil {
 			// Exists: update what may change, keeping where it started.
-			cur := cons.CachedInfo().Config
-			cc.DeliverPolicy, cc.OptStartSeq = cur.DeliverPolicy, cur.OptStartSeq
+			was := cur.CachedInfo().Config
+			cc.DeliverPolicy, cc.OptStartSeq = was.DeliverPolicy, was.OptStartSeq
 		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("streams: consumer %s: %w", cc.Durable, err)
 		}
-		if out[p], err = st.CreateOrUpdateConsumer(ctx, cc); err != nil {
+		cons, err := st.CreateOrUpdateConsumer(ctx, cc)
+		if err != nil {
 			return nil, fmt.Errorf("streams: consumer %s: %w", cc.Durable, err)
 		}
+		// A server that does not know priority groups ignores them: its
+		// consumer would hand a partition to several workers at once.
+		if got := cons.CachedInfo().Config; got.PriorityPolicy != jetstream.PriorityPolicyPinned || len(got.PriorityGroups) == 0 {
+			return nil, fmt.Errorf("%w: consumer %s is not pinned to one client (nats-server %s)",
+				ErrNoPinning, cc.Durable, serverVersion(js))
+		}
+		out[p] = cons
 	}
 	return out, nil
+}
+
+// ErrNoPinning is returned by EnsurePartitionConsumers when the NATS server
+// does not pin a consumer to one client: priority groups need nats-server
+// 2.11 or later.
+var ErrNoPinning = errors.New("streams: order within conversations needs nats-server 2.11 or later (priority groups, pinned client)")
+
+// atLeast reports whether version (major.minor.patch, as a server reports
+// it) is at least major.minor; an unreadable version counts as new enough
+// (the consumers' own check still applies).
+func atLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return true
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// serverVersion returns the version of the server js is connected to, or
+// "unknown".
+func serverVersion(js jetstream.JetStream) string {
+	if nc := js.Conn(); nc != nil && nc.ConnectedServerVersion() != "" {
+		return nc.ConnectedServerVersion()
+	}
+	return "unknown"
 }
 
 // Backlog returns the events the workers have yet to take (pending) and those

@@ -1,0 +1,4 @@
+package streams
+
+// AtLeast exports atLeast to the tests.
+var AtLeast = atLeast
