@@ -132,6 +132,7 @@ type orderer struct {
 	readyCh chan struct{} // one token: ready grew
 	room    chan struct{} // closed and replaced when ready shrinks or an event is settled
 	maxHeld int           // the most events one partition holds here
+	stop    context.CancelCauseFunc
 }
 
 // newOrderer ensures the partition consumers and the member bucket.
@@ -190,6 +191,9 @@ func conversationToken(m jetstream.Msg) string {
 // runners finish (drain) and unpins the partitions it owned.
 func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.WaitGroup) error {
 	o := w.order
+	outer := ctx
+	ctx, o.stop = context.WithCancelCause(ctx)
+	defer o.stop(nil)
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	jobs := make(chan job, w.cfg.Concurrency)
 	for range w.cfg.Concurrency {
@@ -216,6 +220,9 @@ func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.Wai
 			close(jobs)
 			loops.Wait()
 			o.handBack()
+			if outer.Err() == nil {
+				return context.Cause(ctx) // fail's error
+			}
 			return nil
 		}
 		n := 1
@@ -524,10 +531,16 @@ func (o *orderer) pull(ctx context.Context, part *partition) {
 			o.untrust(part)
 			part.pin = ""
 			o.mu.Unlock()
+		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrInvalidOption):
+			o.fail(fmt.Errorf("worker: fetch: %w", err))
+			return
 		default:
 			w.log.WarnContext(ctx, "worker: fetch failed", slog.Int("partition", part.p), slog.Any("error", err))
 			w.metrics.fetchErrors.Inc()
 			sleep(ctx, retryWait)
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				o.reensure(ctx, part)
+			}
 			continue
 		}
 		o.mu.Lock()
@@ -537,6 +550,34 @@ func (o *orderer) pull(ctx context.Context, part *partition) {
 			o.checkTrust(ctx, part)
 		}
 	}
+}
+
+// reensure creates the streams and partition consumers again (deleted
+// under the workers) and gives part its consumer anew; the partition starts
+// over untrusted.
+func (o *orderer) reensure(ctx context.Context, part *partition) {
+	w := o.w
+	if err := streams.Ensure(ctx, w.js, w.cfg.Streams); err != nil {
+		w.log.WarnContext(ctx, "worker: re-creating streams failed", slog.Any("error", err))
+		return
+	}
+	cons, err := streams.EnsurePartitionConsumers(ctx, w.js, w.cfg.Streams)
+	if err != nil {
+		w.log.WarnContext(ctx, "worker: re-creating partition consumers failed", slog.Any("error", err))
+		return
+	}
+	o.mu.Lock()
+	o.cons = cons
+	part.cons = cons[part.p]
+	o.untrust(part)
+	part.pin = ""
+	o.mu.Unlock()
+}
+
+// fail stops the ordered consuming with err (the NATS connection closed).
+func (o *orderer) fail(err error) {
+	o.w.log.Error("worker: stopping", slog.Any("error", err))
+	o.stop(err)
 }
 
 // sleep waits d or until ctx ends.

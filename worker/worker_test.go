@@ -453,28 +453,66 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestRunEndsWhenConnectionCloses(t *testing.T) {
+	for _, order := range []Order{OrderNone, OrderConversation} {
+		t.Run(string(order), func(t *testing.T) {
+			e := newEnv(t, testStreams(), "")
+			w, err := New(Config{Streams: e.sc, Order: order}, e.js, e.store, HandlerFunc(func(context.Context, messages.Event) error { return nil }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- w.Run(context.Background()) }()
+			consumer := e.sc.WithDefaults().Consumer
+			if order == OrderConversation {
+				consumer = e.sc.PartitionConsumer(streams.Partitions - 1)
+			}
+			testenv.Eventually(t, wait, func() bool {
+				_, err := e.js.Consumer(e.ctx(), e.sc.WithDefaults().Events, consumer)
+				return err == nil
+			}, "consumer not created")
+			if err := w.Run(context.Background()); err == nil {
+				t.Errorf("second concurrent Run: no error")
+			}
+			if order == OrderConversation {
+				testenv.Eventually(t, wait, func() bool { return value(w.metrics.orderPartitions) == streams.Partitions },
+					"partitions not taken")
+			}
+			e.nc.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, nats.ErrConnectionClosed) {
+					t.Errorf("Run: %v, want ErrConnectionClosed", err)
+				}
+			case <-time.After(wait):
+				t.Fatal("Run did not return after the connection closed")
+			}
+		})
+	}
+}
+
+// With order, partition consumers deleted under a running worker are
+// created again and their events run.
+func TestOrderPartitionConsumerDeleted(t *testing.T) {
 	e := newEnv(t, testStreams(), "")
-	w, err := New(Config{Streams: e.sc}, e.js, e.store, HandlerFunc(func(context.Context, messages.Event) error { return nil }))
-	if err != nil {
+	var ran atomic.Int32
+	r := e.start(Config{Order: OrderConversation}, HandlerFunc(func(context.Context, messages.Event) error {
+		ran.Add(1)
+		return nil
+	}))
+	ev := e.event()
+	ev.Conversation = "cloud|106540352242922|user:15550000001"
+	e.publish(ev)
+	testenv.Eventually(t, wait, func() bool { return ran.Load() == 1 }, "first event not run")
+	p := messages.Slot(ev)
+	if err := e.js.DeleteConsumer(e.ctx(), e.sc.WithDefaults().Events, e.sc.PartitionConsumer(p)); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(context.Background()) }()
-	testenv.Eventually(t, wait, func() bool {
-		_, err := e.js.Consumer(e.ctx(), e.sc.WithDefaults().Events, e.sc.WithDefaults().Consumer)
-		return err == nil
-	}, "consumer not created")
-	if err := w.Run(context.Background()); err == nil {
-		t.Errorf("second concurrent Run: no error")
-	}
-	e.nc.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, nats.ErrConnectionClosed) {
-			t.Errorf("Run: %v, want ErrConnectionClosed", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("Run did not return after the connection closed")
+	next := e.event()
+	next.Conversation = ev.Conversation
+	e.publish(next)
+	testenv.Eventually(t, 2*wait, func() bool { return ran.Load() == 2 }, "event after the consumer's deletion not run")
+	if n := value(r.w.metrics.fetchErrors); n < 1 {
+		t.Errorf("fetch errors %v, want the deletion seen", n)
 	}
 }
 
