@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,7 +51,7 @@ const DefaultMemberBucket = "WAGATE_WORKERS"
 // partition's events to one worker only. The workers announce themselves in
 // a key-value bucket (MemberBucket, one key per worker, refreshed every
 // memberBeat, expiring after memberTTL), and each pulls only the partitions
-// the sorted member list gives it (partition p to member p mod members).
+// the member list gives it (rendezvous hashing: see mine).
 //
 // The owner of a partition receives its events in stream order and keeps, in
 // memory, each conversation's events it holds, in stream order: only the
@@ -78,7 +80,7 @@ const DefaultMemberBucket = "WAGATE_WORKERS"
 // partitions.
 const (
 	memberBeat = time.Second
-	memberTTL  = 5 * time.Second
+	memberTTL  = 3 * time.Second
 )
 
 // untrustedPull is the pull wait of a partition being taken over, between
@@ -157,9 +159,27 @@ func newOrderer(ctx context.Context, w *Worker) (*orderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: stream %s: %w", sc.Events, err)
 	}
-	return &orderer{w: w, id: nuid.Next(), kv: kv, st: st, cons: cons, parts: streams.Partitions,
+	id := w.cfg.MemberID
+	if id == "" {
+		id = nuid.Next()
+	}
+	return &orderer{w: w, id: memberKey(id), kv: kv, st: st, cons: cons, parts: streams.Partitions,
 		owned: map[int]*partition{}, readyCh: make(chan struct{}, 1), room: make(chan struct{}),
 		maxHeld: max(4*w.cfg.Concurrency, 32)}, nil
+}
+
+// memberKey turns a member id into a key-value key: bytes outside
+// [-/_=.a-zA-Z0-9] become '_'.
+func memberKey(id string) string {
+	b := []byte(id)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '/', c == '_', c == '=', c == '.':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // slotPartition returns the partition of an event subject, false for a
@@ -187,8 +207,8 @@ func conversationToken(m jetstream.Msg) string {
 
 // consumeOrdered is consume for OrderConversation: it keeps this worker a
 // member, pulls the partitions it owns, and runs their events in turn on
-// Concurrency runners until ctx ends; then it hands back what waits, lets the
-// runners finish (drain) and unpins the partitions it owned.
+// Concurrency runners until ctx ends; then it hands back what waits. Run
+// lets the runners finish (drain).
 func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.WaitGroup) error {
 	o := w.order
 	outer := ctx
@@ -434,6 +454,9 @@ func (o *orderer) remove(e *entry) {
 // are Nak'd for whoever owns the partition now, and those awaiting a
 // redelivery forgotten (it may go elsewhere); o.mu is held.
 func (o *orderer) untrust(part *partition) {
+	if part.trusted {
+		o.w.log.Info("worker: partition handed back", slog.Int("partition", part.p), slog.Int("held", len(part.known)))
+	}
 	part.trusted = false
 	for _, e := range part.known {
 		switch e.state {
@@ -475,16 +498,21 @@ func (o *orderer) checkTrust(ctx context.Context, part *partition) {
 		return
 	}
 	part.trusted = true
-	o.w.log.Debug("worker: partition taken over", slog.Int("partition", part.p), slog.Int("held", len(part.known)))
+	o.w.log.Info("worker: partition taken over", slog.Int("partition", part.p), slog.Int("held", len(part.known)))
 	for conv := range part.convs {
 		o.next(part, conv)
 	}
 }
 
-// pull is the pull loop of one owned partition.
+// pull is the pull loop of one owned partition. It first unpins the
+// partition: whoever held the pin (a worker that died, or one giving the
+// partition up) is handed no more of its events, and JetStream pins this
+// worker at its first pull, which the events still held elsewhere keep
+// untrusted until they come here or are settled.
 func (o *orderer) pull(ctx context.Context, part *partition) {
 	defer close(part.stopped)
 	w := o.w
+	o.unpin(ctx, part.p)
 	wait := min(fetchWait, w.cfg.Streams.AckWait/3)
 	for ctx.Err() == nil {
 		o.mu.Lock()
@@ -632,9 +660,15 @@ func (o *orderer) members(ctx context.Context, loops *sync.WaitGroup) {
 		defer cancel()
 		_ = o.kv.Delete(dctx, o.id)
 	}()
-	// Announce first and look one beat later, so that workers starting
-	// together see each other before taking partitions.
-	if _, err := o.memberList(ctx); err == nil {
+	// A worker restarted in place finds its own key still there: the
+	// partitions are its own, it takes them at once. Others announce first
+	// and look one beat later, so that workers starting together see each
+	// other before taking partitions.
+	gctx, cancel := context.WithTimeout(ctx, opTimeout)
+	_, err := o.kv.Get(gctx, o.id)
+	cancel()
+	restarted := err == nil
+	if _, err := o.memberList(ctx); err == nil && !restarted {
 		sleep(ctx, memberBeat)
 	}
 	var last []string
@@ -678,15 +712,30 @@ func (o *orderer) memberList(ctx context.Context) ([]string, error) {
 	return list, nil
 }
 
-// mine returns the partitions the member list gives this worker.
+// mine returns the partitions the member list gives this worker: partition
+// p goes to the member m with the highest hash of (m, p) (rendezvous
+// hashing), so that a member joining or leaving moves only the partitions
+// it takes or leaves, about 1/members of them, not most.
 func (o *orderer) mine(list []string) map[int]bool {
 	out := map[int]bool{}
 	for p := range o.parts {
-		if list[p%len(list)] == o.id {
+		if owner(list, p) == o.id {
 			out[p] = true
 		}
 	}
 	return out
+}
+
+// owner returns the member of list that partition p goes to.
+func owner(list []string, p int) string {
+	best, bestScore := "", uint64(0)
+	for _, m := range list {
+		sum := sha256.Sum256([]byte(m + "/" + strconv.Itoa(p)))
+		if score := binary.BigEndian.Uint64(sum[:8]); best == "" || score > bestScore {
+			best, bestScore = m, score
+		}
+	}
+	return best
 }
 
 // assign starts pulling the partitions list gives this worker and gives up
@@ -715,8 +764,8 @@ func (o *orderer) assign(ctx context.Context, list []string, loops *sync.WaitGro
 	o.mu.Unlock()
 }
 
-// release gives up part: it stops pulling, hands back what waits, waits for
-// its running events to settle, and unpins the partition for its next owner.
+// release gives up part: it stops pulling, hands back what waits, and waits
+// for its running events to settle. Its next owner unpins it (see pull).
 func (o *orderer) release(ctx context.Context, part *partition) {
 	part.cancel()
 	<-part.stopped
@@ -739,19 +788,15 @@ func (o *orderer) release(ctx context.Context, part *partition) {
 		o.mu.Unlock()
 		sleep(ctx, 50*time.Millisecond)
 	}
-	if ctx.Err() != nil {
-		return // Run unpins after the drain
-	}
-	o.unpin(ctx, part.p)
 }
 
-// unpin lets JetStream pin partition p to its next owner at once.
+// unpin lets JetStream pin partition p to its next puller, this worker.
 func (o *orderer) unpin(ctx context.Context, p int) {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 	name := o.w.cfg.Streams.PartitionConsumer(p)
-	if err := o.st.UnpinConsumer(uctx, name, streams.PriorityGroup); err != nil {
-		o.w.log.Warn("worker: unpinning a partition failed; its next owner waits for the pin to expire (AckWait)",
+	if err := o.st.UnpinConsumer(uctx, name, streams.PriorityGroup); err != nil && ctx.Err() == nil {
+		o.w.log.Warn("worker: unpinning a partition failed; it comes here once its pin expires (AckWait)",
 			slog.Int("partition", p), slog.Any("error", err))
 	}
 }
@@ -777,13 +822,6 @@ func (o *orderer) handBack() {
 	}
 	o.ready = nil
 	o.mu.Unlock()
-}
-
-// unpinAll, after the drain, unpins every partition this worker owned.
-func (o *orderer) unpinAll(ctx context.Context) {
-	for _, part := range o.ownedParts() {
-		o.unpin(ctx, part.p)
-	}
 }
 
 // turnSettled tells the order that the event at seq on subject was

@@ -62,6 +62,45 @@ func TestSlotPartition(t *testing.T) {
 	}
 }
 
+// Rendezvous hashing: every member list gives each partition one owner, the
+// same in every worker; a member joining takes partitions from the others
+// and moves no other; a member leaving moves only its own.
+func TestOwner(t *testing.T) {
+	three := []string{"a", "b", "c"}
+	four := []string{"a", "b", "c", "d"}
+	count := map[string]int{}
+	for p := range streams.Partitions {
+		o3, o4 := owner(three, p), owner(four, p)
+		if o3 != owner([]string{"c", "a", "b"}, p) {
+			t.Errorf("partition %d: owner depends on the list's order", p)
+		}
+		if o4 != o3 && o4 != "d" {
+			t.Errorf("partition %d moved from %s to %s when d joined", p, o3, o4)
+		}
+		count[o4]++
+	}
+	for _, m := range four {
+		if count[m] == 0 {
+			t.Errorf("member %s owns none of %d partitions: %v", m, streams.Partitions, count)
+		}
+	}
+	if owner(nil, 0) != "" {
+		t.Error("no member, an owner")
+	}
+}
+
+func TestMemberKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"wagate-worker-7c9f-x2:8081": "wagate-worker-7c9f-x2_8081",
+		"host.example.com:9000":      "host.example.com_9000",
+		"a b*c>":                     "a_b_c_",
+	} {
+		if got := memberKey(in); got != want {
+			t.Errorf("memberKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestConfigOrder(t *testing.T) {
 	c, err := Config{}.withDefaults()
 	if err != nil || c.Order != OrderNone || c.MemberBucket != DefaultMemberBucket {
@@ -76,22 +115,29 @@ func TestConfigOrder(t *testing.T) {
 // MaxDeliver: an event delivered again and again while it waited is not
 // dead-lettered for it, and one whose runs all died is.
 func TestVerdictCountsRuns(t *testing.T) {
-	sc := streams.Config{MaxDeliver: 3}
+	sc := streams.Config{MaxDeliver: 3, BackOff: []time.Duration{time.Second, 5 * time.Second, time.Minute}}
 	fail := errors.New("downstream 503")
 	cases := []struct {
-		name string
-		a    attempt
-		want action
+		name  string
+		a     attempt
+		want  action
+		delay time.Duration // of a Nak
 	}{
-		{"many deliveries, first run fails", attempt{runs: true, delivered: 9, fence: 1, handlerErr: fail}, actNak},
-		{"third run fails", attempt{runs: true, delivered: 3, fence: 3, handlerErr: fail}, actDeadLetter},
-		{"runs past MaxDeliver died", attempt{runs: true, delivered: 4, fence: 4, exhausted: true}, actDeadLetter},
-		{"busy, many deliveries", attempt{runs: true, delivered: 9, beginErr: dedupe.ErrBusy}, actNak},
-		{"without order: deliveries count", attempt{delivered: 3, fence: 1, handlerErr: fail}, actDeadLetter},
+		{"many deliveries, first run fails", attempt{runs: true, delivered: 9, fence: 1, handlerErr: fail}, actNak, time.Second},
+		{"second run fails", attempt{runs: true, delivered: 9, fence: 2, handlerErr: fail}, actNak, 5 * time.Second},
+		{"third run fails", attempt{runs: true, delivered: 3, fence: 3, handlerErr: fail}, actDeadLetter, 0},
+		{"runs past MaxDeliver died", attempt{runs: true, delivered: 4, fence: 4, exhausted: true}, actDeadLetter, 0},
+		{"busy, many deliveries", attempt{runs: true, delivered: 9, beginErr: dedupe.ErrBusy}, actNak, time.Second},
+		{"without order: deliveries count", attempt{delivered: 3, fence: 1, handlerErr: fail}, actDeadLetter, 0},
+		{"without order: the delivery's backoff", attempt{delivered: 2, fence: 1, handlerErr: fail}, actNak, 5 * time.Second},
 	}
 	for _, c := range cases {
-		if got := verdict(c.a, sc); got.action != c.want {
+		got := verdict(c.a, sc)
+		if got.action != c.want {
 			t.Errorf("%s: action %d (%s), want %d", c.name, got.action, got.reason, c.want)
+		}
+		if got.action == actNak && got.delay != c.delay {
+			t.Errorf("%s: Nak delay %v, want %v", c.name, got.delay, c.delay)
 		}
 	}
 }

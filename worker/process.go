@@ -106,6 +106,11 @@ func verdict(a attempt, sc streams.Config) outcome {
 		return outcome{action: actNak, label: label, delay: delay, reason: reason}
 	}
 	backoff := sc.Delay(a.delivered)
+	if a.runs {
+		// Deliveries of an event handed back while it waited say nothing
+		// about its failures.
+		backoff = sc.Delay(max(count, 1))
+	}
 	switch {
 	case a.decodeErr != nil:
 		return outcome{action: actDeadLetter, label: outcomeDeadLetter, cause: causeUndecodable,

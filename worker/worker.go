@@ -71,6 +71,14 @@ type Config struct {
 	// other: OrderNone (default) or OrderConversation (see Order).
 	Order Order
 
+	// MemberID identifies this worker among the workers sharing the
+	// partitions of OrderConversation. A worker restarted with its previous
+	// MemberID takes its partitions back at once; one with a new id waits,
+	// like the others, for the old id to expire (3 s). Two running workers
+	// must not share one: they would share its partitions' ownership, and
+	// one of them would idle. Default: a random id per Run.
+	MemberID string
+
 	// MemberBucket is the JetStream key-value bucket (memory storage) in
 	// which the workers of OrderConversation announce themselves to share
 	// the partitions (streams.Partitions). Default "WAGATE_WORKERS".
@@ -254,9 +262,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	w.drain(hardCancel, &inflight)
-	if w.order != nil {
-		w.order.unpinAll(hardCtx)
-	}
 	return err
 }
 

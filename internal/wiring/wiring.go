@@ -4,6 +4,8 @@ package wiring
 
 import (
 	"log/slog"
+	"net"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -46,9 +48,26 @@ func Worker(c config.Config, log *slog.Logger, reg prometheus.Registerer) worker
 		Streams:         connect.Streams(c),
 		Concurrency:     c.WorkerConcurrency,
 		Order:           worker.Order(c.Order),
+		MemberID:        memberID(c.WorkerHTTPAddr),
 		LockTTL:         c.LockTTL,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Logger:          log,
 		Registerer:      reg,
 	}
+}
+
+// memberID is the worker's member id with WAGATE_ORDER=conversation: the
+// host name and the port of WAGATE_WORKER_HTTP_ADDR, which no other worker
+// of the host can listen on, so that a worker restarted in place (a crash, a
+// container restart in its pod) takes its partitions back at once.
+func memberID(httpAddr string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		port = httpAddr
+	}
+	return host + ":" + port
 }

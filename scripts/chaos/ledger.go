@@ -25,7 +25,7 @@ type Observed struct {
 	MonitorGaps int
 	// Stream counts the events stream's messages by Nats-Msg-Id.
 	Stream map[string]int
-	// Conversations lists, per conversation token of the subject, the keys
+	// Conversations lists, per conversation token (Wagate-Conversation), the keys
 	// of the events stream in stream order.
 	Conversations map[string][]string
 	// DLQ is each dead-lettered key's Wagate-Error.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wagate/wagate/dedupe"
 	"github.com/wagate/wagate/internal/testenv"
+	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/messages/streams"
 	"github.com/wagate/wagate/worker"
 )
@@ -378,6 +379,7 @@ func (s *Stack) Drain() {
 				return nil
 			}
 			if time.Now().After(deadline) {
+				s.logBacklog(js)
 				return fmt.Errorf("not settled after %v", s.Cfg.Drain)
 			}
 			time.Sleep(100 * time.Millisecond) // polling JetStream and the sink
@@ -385,6 +387,29 @@ func (s *Stack) Drain() {
 	})
 	if err != nil {
 		s.T.Logf("drain: %v", err)
+	}
+}
+
+// logBacklog logs, for each of the workers' consumers that still holds
+// events, its pending and ack pending counts and its pinned client.
+func (s *Stack) logBacklog(js jetstream.JetStream) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := []string{s.Streams.WithDefaults().Consumer}
+	for p := range streams.Partitions {
+		names = append(names, s.Streams.PartitionConsumer(p))
+	}
+	for _, name := range names {
+		c, err := js.Consumer(ctx, s.Streams.WithDefaults().Events, name)
+		if err != nil {
+			continue
+		}
+		info := c.CachedInfo()
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			continue
+		}
+		s.T.Logf("drain: consumer %s: pending %d, ack pending %d, redelivered %d, ack floor %d, delivered %d, priority groups %+v",
+			name, info.NumPending, info.NumAckPending, info.NumRedelivered, info.AckFloor.Stream, info.Delivered.Stream, info.PriorityGroups)
 	}
 }
 
@@ -486,8 +511,7 @@ func (s *Stack) readEvents(ctx context.Context, js jetstream.JetStream) (map[str
 	err := readAll(ctx, js, s.Streams.WithDefaults().Events, func(m jetstream.Msg) {
 		key := m.Headers().Get(nats.MsgIdHdr)
 		out[key]++
-		subject := m.Subject()
-		if tok := subject[strings.LastIndexByte(subject, '.')+1:]; tok != "_" && strings.Count(subject, ".") == 5 {
+		if tok := m.Headers().Get(messages.HeaderConversation); tok != "" && tok != "_" {
 			convs[tok] = append(convs[tok], key)
 		}
 	})
