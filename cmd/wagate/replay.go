@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -170,9 +169,9 @@ func (o replayOptions) selection(now time.Time) (replaySelection, error) {
 	}
 	if o.subject == "" && len(o.keys) == 0 && len(o.wamids) > 0 {
 		// Every wamid lives on the subjects of its provider, kind and
-		// account: with a conversation token, or without one (events stored
-		// before subjects carried it).
-		account := strings.TrimSuffix(messages.Subject(messages.Event{Provider: messages.ProviderCloud, Kind: messages.Kind(o.ref.kind), Account: o.ref.account}), "._")
+		// account: with a slot, with a conversation token (events stored by
+		// earlier versions), or with neither.
+		account := messages.SubjectPrefix + "." + messages.Token(messages.ProviderCloud) + "." + messages.Token(o.ref.kind) + "." + messages.Token(o.ref.account)
 		sel.r.subjects = []string{account, account + ".*"}
 	}
 	if !o.all && o.since == "" && o.until == "" && o.fromSeq == 0 && o.toSeq == 0 && o.subject == "" && sel.keys == nil {
