@@ -226,24 +226,6 @@ func (r *orderRig) waitWorking(ws ...*orderWorker) {
 	}
 }
 
-// waitStored waits until the events stream holds n events.
-func (r *orderRig) waitStored(n int) {
-	nc, err := nats.Connect(r.natsURL)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	testenv.Eventually(r.t, 3*time.Minute, func() bool {
-		st, err := js.Stream(r.t.Context(), "WAGATE_EVENTS")
-		if err != nil {
-			return false
-		}
-		info, err := st.Info(r.t.Context())
-		return err == nil && info.State.Msgs >= uint64(n)
-	}, "the events stream never held %d events", n)
-}
-
 // forwards returns how many forwards the sink has received.
 func (r *orderRig) forwards() int { return len(r.sink.inner.snapshot()) }
 
