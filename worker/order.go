@@ -245,16 +245,7 @@ func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.Wai
 			}
 			return nil
 		}
-		n := 1
-	more:
-		for n < w.cfg.Concurrency {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
+		n := takeFree(slots, w.cfg.Concurrency)
 		batch := o.take(ctx, n)
 		for range n - len(batch) {
 			<-slots

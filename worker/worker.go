@@ -313,16 +313,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 		case <-ctx.Done():
 			return nil
 		}
-		n := 1
-	more:
-		for n < w.cfg.Concurrency {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
+		n := takeFree(slots, w.cfg.Concurrency)
 
 		// The pull ends when ctx does; JetStream expires it a little before
 		// fctx's deadline.
@@ -361,6 +352,21 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			}
 		}
 	}
+}
+
+// takeFree takes, besides the slot of slots its caller already took, every
+// other free one, up to limit in all, and returns how many it holds.
+func takeFree(slots chan struct{}, limit int) int {
+	n := 1
+	for n < limit {
+		select {
+		case slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // takeWaiting returns group with the messages of every other group already
