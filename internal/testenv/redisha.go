@@ -57,21 +57,19 @@ func startRedisCluster(t testing.TB, nodes, replicas int, f *TLSFiles) *RedisClu
 		// be taken or past 65535.
 		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "1000", "--cluster-port", strconv.Itoa(FreePort(t))}
-		var tlsAddr string
 		if f != nil {
-			port := FreePort(t)
-			tlsAddr = "127.0.0.1:" + strconv.Itoa(port)
-			args = append(args, "--tls-port", strconv.Itoa(port), "--tls-cluster", "yes", "--tls-replication", "yes",
+			args = append(args, "--tls-port", strconv.Itoa(FreePort(t)), "--tls-cluster", "yes", "--tls-replication", "yes",
 				"--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey,
 				"--tls-client-cert-file", f.ClientCert, "--tls-client-key-file", f.ClientKey,
 				"--tls-ca-cert-file", f.CA, "--tls-auth-clients", "yes")
-			c.tlsAddrs = append(c.tlsAddrs, tlsAddr)
 		}
 		n := StartRedis(t, args...)
 		c.Nodes = append(c.Nodes, n)
 		addrs[i] = n.Addr()
 		if f != nil {
-			addrs[i] = tlsAddr
+			// The TLS port the node started on (Start may have moved it).
+			addrs[i] = "127.0.0.1:" + n.Arg("--tls-port")
+			c.tlsAddrs = append(c.tlsAddrs, addrs[i])
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -235,23 +233,7 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 		}, "replica %s never synced with %s", r.Addr(), master.Addr())
 	}
 	for range 3 {
-		dir := t.TempDir()
-		port := FreePort(t)
-		conf := filepath.Join(dir, "sentinel.conf")
-		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\n"+
-			"sentinel monitor %s 127.0.0.1 %d 2\n"+
-			"sentinel down-after-milliseconds %s 1000\n"+
-			"sentinel failover-timeout %s 10000\n",
-			port, dir, filepath.Join(dir, "sentinel.log"), MasterName, master.port, MasterName, MasterName)
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("redis-server", conf, "--sentinel")
-		if err := cmd.Start(); err != nil {
-			unavailable(t, "start redis-server --sentinel: %v", err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		s.Sentinels = append(s.Sentinels, &sentinel{port: port, cmd: cmd})
+		s.Sentinels = append(s.Sentinels, startSentinel(t, master.port))
 	}
 	ctx := context.Background()
 	for _, sn := range s.Sentinels {
@@ -383,4 +365,65 @@ func (r *Redis) Info(section string) (string, error) {
 	}
 	s, _ := v.(string)
 	return s, nil
+}
+
+// startSentinel starts a redis-server --sentinel monitoring the master on
+// masterPort, on a port of its own; one that exits before answering (its
+// port taken meanwhile by another process) is started again on a fresh
+// port, up to five times.
+func startSentinel(t testing.TB, masterPort int) *sentinel {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		dir := t.TempDir()
+		port := FreePort(t)
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\n"+
+			"sentinel monitor %s 127.0.0.1 %d 2\n"+
+			"sentinel down-after-milliseconds %s 1000\n"+
+			"sentinel failover-timeout %s 10000\n",
+			port, dir, filepath.Join(dir, "sentinel.log"), MasterName, masterPort, MasterName, MasterName)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("redis-server", conf, "--sentinel")
+		if err := cmd.Start(); err != nil {
+			unavailable(t, "start redis-server --sentinel: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() {
+			_ = cmd.Wait()
+			close(exited)
+		}()
+		sn := &sentinel{port: port, cmd: cmd}
+		c := redis.NewClient(&redis.Options{Addr: sn.addr(), MaxRetries: -1})
+		deadline := time.Now().Add(10 * time.Second)
+		var err error
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err = c.Ping(ctx).Err()
+			cancel()
+			if err == nil {
+				break
+			}
+			select {
+			case <-exited:
+			default:
+				if time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			break
+		}
+		_ = c.Close()
+		if err == nil {
+			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+			return sn
+		}
+		if attempt == 5 {
+			t.Fatalf("testenv: sentinel on %s did not answer: %v", sn.addr(), err)
+		}
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -116,13 +117,15 @@ func NATSURL(t testing.TB) string {
 // Redis is a private redis-server process on a loopback port, stopped at the
 // end of the test. Stop and Start let fault tests take it down and back.
 type Redis struct {
-	t    testing.TB
-	port int
-	dir  string
-	args []string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	hold *portHold // keeps the port while stopped
+	t       testing.TB
+	port    int
+	dir     string
+	args    []string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has exited
+	started bool          // the first start succeeded: the ports are the server's
+	hold    *portHold     // keeps the port while stopped
 }
 
 // StartRedis starts a private redis-server from PATH, with extra
@@ -152,7 +155,15 @@ func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.po
 // Addr is the server's host:port.
 func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
 
-// Start starts the server (again) and waits until it answers PING.
+// portFlags are the redis-server flags whose value is a port chosen by
+// FreePort: the first start moves them, with the main port, to fresh ones
+// when the server exits because another process took one meanwhile.
+var portFlags = []string{"--tls-port", "--cluster-port"}
+
+// Start starts the server (again) and waits until it answers PING. The first
+// start, if redis-server exits before answering (a port FreePort gave was
+// taken by another process before redis-server bound it), tries again on
+// fresh ports, up to five times; Addr and Arg then name the ports in use.
 func (r *Redis) Start() {
 	r.t.Helper()
 	r.mu.Lock()
@@ -162,6 +173,28 @@ func (r *Redis) Start() {
 	}
 	r.hold.release()
 	r.hold = nil
+	for attempt := 1; ; attempt++ {
+		err := r.startOnce()
+		if err == nil {
+			r.started = true
+			return
+		}
+		if r.started || attempt == 5 {
+			r.t.Fatalf("testenv: redis-server on %s did not answer: %v", r.Addr(), err)
+		}
+		r.port = FreePort(r.t)
+		for i := 0; i+1 < len(r.args); i++ {
+			if slices.Contains(portFlags, r.args[i]) {
+				r.args[i+1] = strconv.Itoa(FreePort(r.t))
+			}
+		}
+	}
+}
+
+// startOnce starts redis-server and waits for its PING, or returns why not
+// (it exited, or did not answer within 10 s), with no process left; r.mu is
+// held.
+func (r *Redis) startOnce() error {
 	args := append([]string{
 		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--save", "", "--appendonly", "no",
@@ -171,7 +204,12 @@ func (r *Redis) Start() {
 	if err := cmd.Start(); err != nil {
 		unavailable(r.t, "start redis-server: %v", err)
 	}
-	r.cmd = cmd
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	r.cmd, r.exited = cmd, exited
 	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -180,13 +218,44 @@ func (r *Redis) Start() {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return nil
+		}
+		select {
+		case <-exited:
+			r.cmd = nil
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			return fmt.Errorf("redis-server exited: %v; its log ends: %s", err, tail(log, 300))
+		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("testenv: redis-server on %s did not answer: %v", r.Addr(), err)
+			_ = cmd.Process.Kill()
+			<-exited
+			r.cmd = nil
+			return err
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// tail returns the last n bytes of b.
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// Arg returns the value that follows flag in the server's extra arguments
+// (after Start, the port actually used for a port flag), or "".
+func (r *Redis) Arg(flag string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 0; i+1 < len(r.args); i++ {
+		if r.args[i] == flag {
+			return r.args[i+1]
+		}
+	}
+	return ""
 }
 
 // Stop kills the server (SIGKILL) and waits for it to exit.
@@ -197,7 +266,7 @@ func (r *Redis) Stop() {
 		return
 	}
 	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
+	<-r.exited
 	r.cmd = nil
 	r.hold = holdPort(r.Addr())
 }

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -51,4 +53,25 @@ func TestNATSJetStreamSurvivesRestart(t *testing.T) {
 		s, err := js.Stream(ctx, "T")
 		return err == nil && s.CachedInfo().State.Msgs == 1
 	}, "stream T should hold its message after a restart")
+}
+
+// A port FreePort gave may be taken by another process before redis-server
+// binds it: the first Start moves to a fresh port, and to fresh ports for the
+// port flags among its arguments, instead of waiting and failing.
+func TestRedisStartMovesOffATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().(*net.TCPAddr).Port
+	r := &Redis{t: t, port: taken, dir: t.TempDir(), args: []string{"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(taken)}}
+	r.Start()
+	t.Cleanup(r.Stop)
+	if r.port == taken || r.Arg("--cluster-port") == strconv.Itoa(taken) {
+		t.Fatalf("started on %s with cluster port %s: the taken port %d was kept", r.Addr(), r.Arg("--cluster-port"), taken)
+	}
+	if _, err := r.Command("PING"); err != nil {
+		t.Fatalf("PING %s: %v", r.Addr(), err)
+	}
 }

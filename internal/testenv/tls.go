@@ -117,9 +117,8 @@ func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
 // and the rediss:// URL of its TLS port.
 func StartRedisTLS(t testing.TB, f TLSFiles) (*Redis, string) {
 	t.Helper()
-	port := FreePort(t)
-	r := StartRedis(t, "--tls-port", strconv.Itoa(port),
+	r := StartRedis(t, "--tls-port", strconv.Itoa(FreePort(t)),
 		"--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey,
 		"--tls-ca-cert-file", f.CA, "--tls-auth-clients", "yes")
-	return r, "rediss://127.0.0.1:" + strconv.Itoa(port) + "/0"
+	return r, "rediss://127.0.0.1:" + r.Arg("--tls-port") + "/0"
 }
