@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -121,12 +122,11 @@ type partition struct {
 
 // orderer runs OrderConversation for one Run of a Worker.
 type orderer struct {
-	w     *Worker
-	id    string
-	kv    jetstream.KeyValue
-	st    jetstream.Stream
-	cons  []jetstream.Consumer
-	parts int
+	w    *Worker
+	id   string
+	kv   jetstream.KeyValue
+	st   jetstream.Stream
+	cons []jetstream.Consumer
 
 	mu      sync.Mutex
 	owned   map[int]*partition
@@ -163,7 +163,7 @@ func newOrderer(ctx context.Context, w *Worker) (*orderer, error) {
 	if id == "" {
 		id = nuid.Next()
 	}
-	return &orderer{w: w, id: memberKey(id), kv: kv, st: st, cons: cons, parts: streams.Partitions,
+	return &orderer{w: w, id: memberKey(id), kv: kv, st: st, cons: cons,
 		owned: map[int]*partition{}, readyCh: make(chan struct{}, 1), room: make(chan struct{}),
 		maxHeld: max(4*w.cfg.Concurrency, 32)}, nil
 }
@@ -182,18 +182,14 @@ func memberKey(id string) string {
 	return string(b)
 }
 
-// slotPartition returns the partition of an event subject, false for a
-// subject without a slot.
-func (o *orderer) slotPartition(subject string) (int, bool) {
-	i := strings.LastIndexByte(subject, '.')
-	if i < 0 {
+// slotPartition returns the partition of an event subject (its slot),
+// false for a subject without a slot.
+func slotPartition(subject string) (int, bool) {
+	slot, err := strconv.Atoi(subject[strings.LastIndexByte(subject, '.')+1:])
+	if err != nil || slot < 0 || slot >= streams.Partitions {
 		return 0, false
 	}
-	slot, err := strconv.Atoi(subject[i+1:])
-	if err != nil || slot < 0 {
-		return 0, false
-	}
-	return slot % o.parts, true
+	return slot, true
 }
 
 // conversationToken returns the conversation token of a stream message
@@ -219,11 +215,8 @@ func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.Wai
 	for range w.cfg.Concurrency {
 		inflight.Go(func() {
 			for j := range jobs {
-				meta, _ := j.m.Metadata()
 				w.process(hardCtx, ctx.Done(), j.m, j.pre)
-				if meta != nil {
-					o.finished(j.m.Subject(), meta.Sequence.Stream)
-				}
+				o.finished(j.e)
 				w.metrics.inFlight.Dec()
 				<-slots
 			}
@@ -246,7 +239,7 @@ func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.Wai
 			return nil
 		}
 		n := takeFree(slots, w.cfg.Concurrency)
-		batch := o.take(ctx, n)
+		batch, msgs := o.take(ctx, n)
 		for range n - len(batch) {
 			<-slots
 		}
@@ -254,18 +247,19 @@ func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.Wai
 			continue
 		}
 		w.metrics.inFlight.Add(float64(len(batch)))
-		for i, pre := range w.beginBatch(batch) {
-			jobs <- job{m: batch[i], pre: pre}
+		for i, pre := range w.beginBatch(msgs) {
+			jobs <- job{m: msgs[i], pre: pre, e: batch[i]}
 		}
 	}
 }
 
 // take waits until an event is ready (or ctx ends) and returns up to n ready
-// events, marked running.
-func (o *orderer) take(ctx context.Context, n int) []jetstream.Msg {
+// events, marked running, and their deliveries.
+func (o *orderer) take(ctx context.Context, n int) ([]*entry, []jetstream.Msg) {
 	for {
 		o.mu.Lock()
-		var out []jetstream.Msg
+		var out []*entry
+		var msgs []jetstream.Msg
 		i := 0
 		for ; i < len(o.ready) && len(out) < n; i++ {
 			e := o.ready[i]
@@ -274,7 +268,8 @@ func (o *orderer) take(ctx context.Context, n int) []jetstream.Msg {
 			}
 			e.state = entryRunning
 			o.w.metrics.orderWait.Observe(time.Since(e.since).Seconds())
-			out = append(out, e.m)
+			out = append(out, e)
+			msgs = append(msgs, e.m)
 		}
 		if i > 0 {
 			o.ready = slices.Delete(o.ready, 0, i)
@@ -282,12 +277,12 @@ func (o *orderer) take(ctx context.Context, n int) []jetstream.Msg {
 		}
 		o.mu.Unlock()
 		if len(out) > 0 {
-			return out
+			return out, msgs
 		}
 		select {
 		case <-o.readyCh:
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		}
 	}
 }
@@ -359,19 +354,9 @@ func (o *orderer) add(part *partition, m jetstream.Msg) {
 		return
 	}
 	q := part.convs[e.conv]
-	at, _ := slices.BinarySearchFunc(q, seq, func(x *entry, s uint64) int { return cmpUint(x.seq, s) })
+	at, _ := slices.BinarySearchFunc(q, seq, func(x *entry, s uint64) int { return cmp.Compare(x.seq, s) })
 	part.convs[e.conv] = slices.Insert(q, at, e)
 	o.next(part, e.conv)
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // pinHeader is the header JetStream sets on a pinned consumer's deliveries.
@@ -379,7 +364,7 @@ const pinHeader = "Nats-Pin-Id"
 
 // entryOf returns the entry of the event at seq on subject; o.mu is held.
 func (o *orderer) entryOf(subject string, seq uint64) *entry {
-	p, ok := o.slotPartition(subject)
+	p, ok := slotPartition(subject)
 	if !ok {
 		return nil
 	}
@@ -408,13 +393,13 @@ func (o *orderer) settled(subject string, seq uint64, acked bool) {
 	o.next(e.part, e.conv)
 }
 
-// finished is called when a run of the event at seq on subject returned: an
-// event still marked running was neither acknowledged nor Nak'd, and
-// JetStream delivers it again after AckWait.
-func (o *orderer) finished(subject string, seq uint64) {
+// finished is called when the run of e returned: an event still marked
+// running was neither acknowledged nor Nak'd, and JetStream delivers it again
+// after AckWait.
+func (o *orderer) finished(e *entry) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if e := o.entryOf(subject, seq); e != nil && e.state == entryRunning {
+	if e.state == entryRunning {
 		e.m, e.state = nil, entryAwaiting
 	}
 }
@@ -709,7 +694,7 @@ func (o *orderer) memberList(ctx context.Context) ([]string, error) {
 // it takes or leaves, about 1/members of them, not most.
 func (o *orderer) mine(list []string) map[int]bool {
 	out := map[int]bool{}
-	for p := range o.parts {
+	for p := range streams.Partitions {
 		if owner(list, p) == o.id {
 			out[p] = true
 		}

@@ -43,7 +43,6 @@ type headerMsg struct {
 func (m *headerMsg) Headers() nats.Header { return m.h }
 
 func TestSlotPartition(t *testing.T) {
-	o := &orderer{parts: streams.Partitions}
 	cases := []struct {
 		subject string
 		p       int
@@ -56,7 +55,7 @@ func TestSlotPartition(t *testing.T) {
 		{"wagate.events.cloud.message.106.-1", 0, false},
 	}
 	for _, c := range cases {
-		if p, ok := o.slotPartition(c.subject); p != c.p || ok != c.ok {
+		if p, ok := slotPartition(c.subject); p != c.p || ok != c.ok {
 			t.Errorf("slotPartition(%q) = %d, %v; want %d, %v", c.subject, p, ok, c.p, c.ok)
 		}
 	}

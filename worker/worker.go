@@ -270,6 +270,7 @@ func (w *Worker) Run(ctx context.Context) error {
 type job struct {
 	m   jetstream.Msg
 	pre *began
+	e   *entry // its place in the order (OrderConversation), or nil
 }
 
 // consume fetches messages until ctx ends or the connection is closed, and
