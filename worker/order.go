@@ -535,15 +535,11 @@ func (o *orderer) pull(ctx context.Context, part *partition) {
 			o.untrust(part)
 			part.pin = ""
 			o.mu.Unlock()
-		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrInvalidOption):
-			o.fail(fmt.Errorf("worker: fetch: %w", err))
-			return
 		default:
-			w.log.WarnContext(ctx, "worker: fetch failed", slog.Int("partition", part.p), slog.Any("error", err))
-			w.metrics.fetchErrors.Inc()
-			sleep(ctx, retryWait)
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-				o.reensure(ctx, part)
+			recreate := func(ctx context.Context) error { return o.reensure(ctx, part) }
+			if stop := w.fetchFailed(ctx, err, recreate, slog.Int("partition", part.p)); stop != nil {
+				o.fail(stop)
+				return
 			}
 			continue
 		}
@@ -559,16 +555,14 @@ func (o *orderer) pull(ctx context.Context, part *partition) {
 // reensure creates the streams and partition consumers again (deleted
 // under the workers) and gives part its consumer anew; the partition starts
 // over untrusted.
-func (o *orderer) reensure(ctx context.Context, part *partition) {
+func (o *orderer) reensure(ctx context.Context, part *partition) error {
 	w := o.w
 	if err := streams.Ensure(ctx, w.js, w.cfg.Streams); err != nil {
-		w.log.WarnContext(ctx, "worker: re-creating streams failed", slog.Any("error", err))
-		return
+		return err
 	}
 	cons, err := streams.EnsurePartitionConsumers(ctx, w.js, w.cfg.Streams)
 	if err != nil {
-		w.log.WarnContext(ctx, "worker: re-creating partition consumers failed", slog.Any("error", err))
-		return
+		return err
 	}
 	o.mu.Lock()
 	o.cons = cons
@@ -576,6 +570,7 @@ func (o *orderer) reensure(ctx context.Context, part *partition) {
 	o.untrust(part)
 	part.pin = ""
 	o.mu.Unlock()
+	return nil
 }
 
 // fail stops the ordered consuming with err (the NATS connection closed).

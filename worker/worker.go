@@ -323,7 +323,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 		if err != nil {
 			cancel()
 			release(n)
-			if stop := w.fetchFailed(ctx, &cons, err); stop != nil {
+			if stop := w.fetchFailed(ctx, err, w.recreateConsumer(&cons)); stop != nil {
 				return stop
 			}
 			continue
@@ -348,7 +348,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 		cancel()
 		release(n)
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			if stop := w.fetchFailed(ctx, &cons, err); stop != nil {
+			if stop := w.fetchFailed(ctx, err, w.recreateConsumer(&cons)); stop != nil {
 				return stop
 			}
 		}
@@ -394,38 +394,42 @@ func (w *Worker) startGroup(msgs []jetstream.Msg, jobs chan<- job) {
 	}
 }
 
-// fetchFailed handles a failed pull: it returns an error when Run must stop,
-// else waits a moment (re-creating the consumer if it was deleted) and
-// returns nil.
-func (w *Worker) fetchFailed(ctx context.Context, cons *jetstream.Consumer, err error) error {
+// fetchFailed handles a failed pull: it returns an error when Run must stop
+// (the connection is closed), else logs the failure with attrs, waits a
+// moment and, when the consumer or the stream was deleted, calls recreate to
+// create them again; then it returns nil.
+func (w *Worker) fetchFailed(ctx context.Context, err error, recreate func(context.Context) error, attrs ...any) error {
 	switch {
 	case ctx.Err() != nil:
 		return nil
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrInvalidOption):
 		return fmt.Errorf("worker: fetch: %w", err)
 	}
-	w.log.WarnContext(ctx, "worker: fetch failed", slog.Any("error", err))
+	w.log.WarnContext(ctx, "worker: fetch failed", append(attrs, slog.Any("error", err))...)
 	w.metrics.fetchErrors.Inc()
-	t := time.NewTimer(retryWait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return nil
+	sleep(ctx, retryWait)
+	if ctx.Err() == nil && (errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+		if err := recreate(ctx); err != nil {
+			w.log.WarnContext(ctx, "worker: re-creating the streams and consumers failed", slog.Any("error", err))
+		}
 	}
-	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+	return nil
+}
+
+// recreateConsumer creates the streams and the workers' consumer again, into
+// *cons.
+func (w *Worker) recreateConsumer(cons *jetstream.Consumer) func(context.Context) error {
+	return func(ctx context.Context) error {
 		if err := streams.Ensure(ctx, w.js, w.cfg.Streams); err != nil {
-			w.log.WarnContext(ctx, "worker: re-creating streams failed", slog.Any("error", err))
-			return nil
+			return err
 		}
 		c, err := streams.EnsureConsumer(ctx, w.js, w.cfg.Streams)
 		if err != nil {
-			w.log.WarnContext(ctx, "worker: re-creating consumer failed", slog.Any("error", err))
-			return nil
+			return err
 		}
 		*cons = c
+		return nil
 	}
-	return nil
 }
 
 // drain waits for in-flight handlers, cancelling them after
