@@ -535,11 +535,7 @@ func workerConsumers(cfg config.Config) []string {
 	if cfg.Order != "conversation" {
 		return []string{sc.WithDefaults().Consumer}
 	}
-	names := make([]string, streams.Partitions)
-	for p := range names {
-		names[p] = sc.PartitionConsumer(p)
-	}
-	return names
+	return sc.WorkerConsumers()[1:]
 }
 
 // listDiff describes how got differs from want: the names only one of them

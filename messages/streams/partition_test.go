@@ -153,3 +153,10 @@ func TestAtLeast(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkerConsumers(t *testing.T) {
+	names := streams.Config{Consumer: "w"}.WorkerConsumers()
+	if len(names) != 1+streams.Partitions || names[0] != "w" || names[1] != "w-p0" || names[streams.Partitions] != fmt.Sprintf("w-p%d", streams.Partitions-1) {
+		t.Errorf("WorkerConsumers = %v", names)
+	}
+}

@@ -250,6 +250,17 @@ func (c Config) PartitionConsumer(p int) string {
 	return c.Consumer + "-p" + strconv.Itoa(p)
 }
 
+// WorkerConsumers returns the names of every consumer the workers may read:
+// Consumer (order off), then the partition consumers in partition order
+// (order on).
+func (c Config) WorkerConsumers() []string {
+	names := []string{c.WithDefaults().Consumer}
+	for p := range Partitions {
+		names = append(names, c.PartitionConsumer(p))
+	}
+	return names
+}
+
 // PartitionConsumerConfig is partition p's durable consumer: ConsumerConfig's
 // settings, filtered to the events of slot p (one filter subject: a
 // consumer with several is several times slower to pull from), pinned to one
@@ -352,11 +363,7 @@ func serverVersion(js jetstream.JetStream) string {
 // test waiting for the workers to be idle reads, with order on or off.
 func Backlog(ctx context.Context, js jetstream.JetStream, c Config) (pending, ackPending uint64, err error) {
 	c = c.WithDefaults()
-	names := []string{c.Consumer}
-	for p := range Partitions {
-		names = append(names, c.PartitionConsumer(p))
-	}
-	for _, name := range names {
+	for _, name := range c.WorkerConsumers() {
 		cons, err := js.Consumer(ctx, c.Events, name)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue

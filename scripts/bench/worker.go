@@ -248,11 +248,7 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, sc streams.Confi
 	if err := purge(ctx, js, sc); err != nil {
 		return err
 	}
-	names := []string{sc.WithDefaults().Consumer}
-	for p := range streams.Partitions {
-		names = append(names, sc.PartitionConsumer(p))
-	}
-	for _, name := range names {
+	for _, name := range sc.WorkerConsumers() {
 		if err := js.DeleteConsumer(ctx, sc.Events, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}

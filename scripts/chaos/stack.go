@@ -395,11 +395,7 @@ func (s *Stack) Drain() {
 func (s *Stack) logBacklog(js jetstream.JetStream) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	names := []string{s.Streams.WithDefaults().Consumer}
-	for p := range streams.Partitions {
-		names = append(names, s.Streams.PartitionConsumer(p))
-	}
-	for _, name := range names {
+	for _, name := range s.Streams.WorkerConsumers() {
 		c, err := js.Consumer(ctx, s.Streams.WithDefaults().Events, name)
 		if err != nil {
 			continue
