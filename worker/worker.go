@@ -214,8 +214,11 @@ const retryWait = time.Second
 // Run returns nil when ctx is cancelled, even before consuming began. Before
 // consuming, it returns an error when the streams or the consumer cannot be
 // ensured (wrapping streams.ErrConflict when the live streams conflict with
-// Config.Streams) or the advisory subscription fails; after the drain, when
-// the NATS connection was closed under it. Only one Run may be active on a
+// Config.Streams, and with OrderConversation streams.ErrNoPinning when the
+// NATS server is older than 2.11) or the advisory subscription fails; after
+// the drain, when the NATS connection was closed under it. With
+// OrderConversation it reads the partition consumers
+// (streams.EnsurePartitionConsumers) instead of the workers' consumer. Only one Run may be active on a
 // Worker at a time; a second returns an error at once.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {

@@ -291,7 +291,10 @@ func (c Config) PartitionConsumerConfig(p int, start uint64) jetstream.ConsumerC
 // created for the first time starts one past the ack floor of the workers'
 // consumer (Consumer) when it exists, so that turning order on neither skips
 // an event nor runs the whole stream again (events above that floor that
-// were already done come again and are acknowledged as duplicates).
+// were already done come again and are acknowledged as duplicates). It
+// returns an error wrapping ErrNoPinning when the server is older than 2.11
+// or hands back a consumer that is not pinned, and an error when the events
+// stream does not exist or a consumer cannot be created.
 func EnsurePartitionConsumers(ctx context.Context, js jetstream.JetStream, c Config) ([]jetstream.Consumer, error) {
 	c = c.WithDefaults()
 	if v := serverVersion(js); !atLeast(v, 2, 11) {
@@ -361,6 +364,8 @@ func serverVersion(js jetstream.JetStream) string {
 // delivered and not yet acknowledged (ackPending), summed over the workers'
 // consumer and the partition consumers that exist: what an operator or a
 // test waiting for the workers to be idle reads, with order on or off.
+// Consumers that do not exist count as empty; it returns an error when one
+// that exists cannot be read.
 func Backlog(ctx context.Context, js jetstream.JetStream, c Config) (pending, ackPending uint64, err error) {
 	c = c.WithDefaults()
 	for _, name := range c.WorkerConsumers() {
