@@ -160,3 +160,46 @@ func TestWorkerConsumers(t *testing.T) {
 		t.Errorf("WorkerConsumers = %v", names)
 	}
 }
+
+// Ensure leaves a live stream that already has its settings alone (no
+// update, so none to race a consumer's creation): a limit set by an operator
+// outside Ensure's settings survives it. A stream whose settings differ is
+// updated.
+func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := connect(t, testenv.NATSURL(t))
+	sc := streams.Config{}
+	if err := streams.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	tuned := sc.EventsStream()
+	tuned.MaxMsgs = 12345
+	if _, err := js.UpdateStream(ctx, tuned); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, streams.DefaultEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxMsgs; got != 12345 {
+		t.Errorf("MaxMsgs %d after Ensure, want 12345: Ensure updated a stream that had its settings", got)
+	}
+	// Another MaxAge: Ensure puts its own back.
+	tuned.MaxAge = time.Hour
+	if _, err := js.UpdateStream(ctx, tuned); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = js.Stream(ctx, streams.DefaultEvents); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != streams.DefaultMaxAge {
+		t.Errorf("MaxAge %v after Ensure, want %v", got, streams.DefaultMaxAge)
+	}
+}

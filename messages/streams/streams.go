@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -185,10 +186,19 @@ func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
 var ErrConflict = errors.New("streams: live configuration conflicts")
 
 // Ensure creates the events and dead-letter streams, or updates them to
-// match c. It returns an error wrapping ErrConflict when a live stream cannot
+// match c. A live stream that already has c's settings is not updated, so
+// limits an operator set outside them (MaxMsgs, MaxBytes, …) are kept until
+// one of c's settings changes. It returns an error wrapping ErrConflict when a live stream cannot
 // be updated to c.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 	for _, sc := range []jetstream.StreamConfig{c.EventsStream(), c.DLQStream()} {
+		// A live stream that already has the wanted settings is left
+		// alone: every ingress and worker start would otherwise update it,
+		// and nats-server (2.15) races a stream update against a consumer
+		// being created on it.
+		if st, err := js.Stream(ctx, sc.Name); err == nil && sameSettings(st.CachedInfo().Config, sc) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && conflict(apiErr) {
@@ -198,6 +208,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		}
 	}
 	return nil
+}
+
+// sameSettings reports whether the live stream configuration has every
+// setting Ensure sets as want has it.
+func sameSettings(live, want jetstream.StreamConfig) bool {
+	return slices.Equal(live.Subjects, want.Subjects) && live.Description == want.Description &&
+		live.Storage == want.Storage && live.Retention == want.Retention && live.MaxAge == want.MaxAge &&
+		live.Duplicates == want.Duplicates && live.Replicas == want.Replicas && live.Discard == want.Discard
 }
 
 // errCodeStreamInvalidConfig is nats-server's JSStreamInvalidConfigF
