@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wagate/wagate/dedupe"
 )
@@ -321,7 +322,7 @@ func testClaimConcurrent(t *testing.T, newStore storeFunc) {
 
 func testHorizon(t *testing.T, newStore storeFunc) {
 	s, c := newStore(t, ShortHorizon), ctx(t)
-	claimed, done, begun := newKey(t), newKey(t), newKey(t)
+	claimed, done := newKey(t), newKey(t)
 
 	claimOne(t, c, s, ownerA, claimed, dedupe.Absent)
 	want(t, c, s, claimed, ShortHorizon, dedupe.Pending, 0, false)
@@ -332,8 +333,19 @@ func testHorizon(t *testing.T, newStore storeFunc) {
 		t.Fatalf("Finish: %v", err)
 	}
 	want(t, c, s, done, ShortHorizon, dedupe.Done, 1, false)
-	begin(t, c, s, begun, lock(ShortLockTTL))
-	want(t, c, s, begun, ShortHorizon, dedupe.Accepted, 1, true)
+	var begun string
+	inTime(t, func(start time.Time) bool {
+		begun = newKey(t)
+		begin(t, c, s, begun, lock(ShortLockTTL))
+		r := lookup(t, c, s, begun)
+		if late(start) {
+			return false
+		}
+		if r.State != dedupe.Accepted || r.Fence != 1 || !r.Locked || r.TTL <= 0 || r.TTL > ShortHorizon {
+			t.Fatalf("Lookup(%s) after Begin = %+v; want accepted, fence 1, locked, TTL in (0, %v]", begun, r, ShortHorizon)
+		}
+		return true
+	})
 
 	for _, k := range []string{claimed, done, begun} {
 		eventually(t, func() bool {
