@@ -513,6 +513,23 @@ func TestRedisForeignValues(t *testing.T) {
 			t.Errorf("Lookup(%s) = %+v, want an error", k, r)
 		}
 	}
+	// A batch Begin fails each foreign key on its own and begins the others.
+	good := messages.KeyOf("foreign-good|" + time.Now().String())
+	got := s.BeginBatch(ctx, []string{str, good, hash}, dedupe.BeginOptions{TTL: time.Minute})
+	for _, i := range []int{0, 2} {
+		if err := got[i].Err; err == nil || errors.Is(err, dedupe.ErrDone) || errors.Is(err, dedupe.ErrBusy) {
+			t.Errorf("BeginBatch item %d = %+v; want a plain error", i, got[i])
+		}
+	}
+	if got[1].Err != nil || got[1].Lease.Fence != 1 {
+		t.Fatalf("BeginBatch of the good key beside foreign ones = %+v; want fence 1", got[1])
+	}
+	if errs := s.FinishBatch(ctx, []dedupe.Lease{got[1].Lease, {Key: hash, Token: "t", Fence: 1}}); errs[0] != nil || !errors.Is(errs[1], dedupe.ErrLockLost) {
+		t.Fatalf("FinishBatch beside a foreign key = %v; want nil, ErrLockLost", errs)
+	}
+	if typ := c.Type(ctx, hash).Val(); typ != "hash" {
+		t.Fatalf("foreign key is a %s after the batch calls, want untouched hash", typ)
+	}
 	for _, k := range []string{"a}b", "a{}b", "}"} {
 		if _, err := s.Claim(ctx, "i", []string{k}); !errors.Is(err, dedupe.ErrInvalidKey) {
 			t.Errorf("Claim(%q) = %v, want ErrInvalidKey", k, err)
