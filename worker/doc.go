@@ -76,6 +76,14 @@
 // slot holds such a message the worker fetches no more. At shutdown a held
 // message is Nak'd. A handler that panics is treated as a retryable error.
 //
+// Busy: a delivery whose lock another run holds (its worker died and
+// JetStream redelivered after AckWait, or the event is in the stream twice)
+// is not run but Nak'd with the BackOff delay; on its last delivery it is
+// held instead, as during an outage, until the lock is released (the holder
+// finished: the event is then acknowledged as done) or expires (the holder
+// died: the event runs), so that an event that never failed is not
+// dead-lettered for having found its lock taken.
+//
 // # Shutdown
 //
 // When Run's context is cancelled the worker stops fetching at once (a

@@ -121,6 +121,10 @@ func verdict(a attempt, sc streams.Config) outcome {
 	case errors.Is(a.beginErr, dedupe.ErrDone):
 		return outcome{action: actAck, label: outcomeDuplicate}
 	case errors.Is(a.beginErr, dedupe.ErrBusy):
+		// Another run holds the lock: its worker died (JetStream
+		// redelivered after AckWait) or the event is in the stream twice.
+		// On the last delivery run does not let it get here: it holds the
+		// event until the lock goes.
 		return retry(outcomeBusy, backoff, "busy: "+a.beginErr.Error())
 	case a.beginErr != nil:
 		return retry(outcomeStoreError, backoff, "dedupe store: "+a.beginErr.Error())
@@ -198,7 +202,13 @@ func (w *Worker) run(hardCtx context.Context, stop <-chan struct{}, m inProgress
 	if a.began != nil {
 		lease, taken, err = a.began.Lease, a.began.taken, a.began.Err
 	} else {
-		lease, taken, err = w.begin(stop, m, ev.Key, a.force, log)
+		lease, taken, err = w.begin(stop, m, ev.Key, a.force, false, log)
+	}
+	if errors.Is(err, dedupe.ErrBusy) && a.lastDelivery(w.cfg.Streams) {
+		// JetStream will not deliver it again: a Nak would dead-letter an
+		// event that never failed. Hold it until the holder's lock goes.
+		log.Info("worker: event busy on its last delivery; holding it until its lock is released")
+		lease, taken, err = w.begin(stop, m, ev.Key, a.force, true, log)
 	}
 	if err != nil {
 		a.beginErr = err
@@ -248,6 +258,13 @@ func (w *Worker) run(hardCtx context.Context, stop <-chan struct{}, m inProgress
 	return a
 }
 
+// lastDelivery reports whether JetStream will not deliver the event again:
+// deliveries count (no runs) and this one is the MaxDeliver-th.
+func (a attempt) lastDelivery(sc streams.Config) bool {
+	limit := sc.WithDefaults().MaxDeliver
+	return !a.runs && limit > 0 && a.delivered >= uint64(limit)
+}
+
 // begin takes the event's lock. While the dedupe store is unreachable it
 // holds the message rather than Nak it: it tells JetStream the message is in
 // progress and tries again after the BackOff step of each failed attempt
@@ -255,9 +272,10 @@ func (w *Worker) run(hardCtx context.Context, stop <-chan struct{}, m inProgress
 // event's deliveries (design G5: the event waits) and, with every slot
 // holding such a message, the worker stops fetching. It gives up, returning
 // the store's error, when stop is closed (shutdown) or the message can no
-// longer be kept (InProgress failed). taken is when the returned lease's
-// Begin was sent.
-func (w *Worker) begin(stop <-chan struct{}, m inProgresser, key string, force bool, log *slog.Logger) (lease dedupe.Lease, taken time.Time, err error) {
+// longer be kept (InProgress failed). With holdBusy it holds the message the
+// same way while another run holds the lock (ErrBusy), until that lock is
+// released or expires. taken is when the returned lease's Begin was sent.
+func (w *Worker) begin(stop <-chan struct{}, m inProgresser, key string, force, holdBusy bool, log *slog.Logger) (lease dedupe.Lease, taken time.Time, err error) {
 	// Each attempt ends well inside AckWait, counted from the last InProgress.
 	timeout := min(opTimeout, w.cfg.Heartbeat)
 	for failed := uint64(1); ; failed++ {
@@ -266,13 +284,18 @@ func (w *Worker) begin(stop <-chan struct{}, m inProgresser, key string, force b
 		lease, err = w.store.Begin(ctx, key, dedupe.BeginOptions{TTL: w.cfg.LockTTL, Force: force})
 		cancel()
 		w.metrics.lockWait.Observe(time.Since(taken).Seconds())
-		if err == nil || errors.Is(err, dedupe.ErrDone) || errors.Is(err, dedupe.ErrBusy) || errors.Is(err, dedupe.ErrInvalidKey) {
+		busy := errors.Is(err, dedupe.ErrBusy)
+		if err == nil || errors.Is(err, dedupe.ErrDone) || (busy && !holdBusy) || errors.Is(err, dedupe.ErrInvalidKey) {
 			return lease, taken, err
 		}
-		w.metrics.processed.WithLabelValues(outcomeStoreError).Inc()
 		delay := min(w.cfg.Streams.Delay(failed), w.cfg.Heartbeat)
-		log.Warn("worker: dedupe store unreachable; holding the event until it answers",
-			slog.Uint64("attempt", failed), slog.Duration("retry_in", delay), slog.Any("error", err))
+		if busy {
+			log.Debug("worker: lock still held by another run", slog.Uint64("attempt", failed), slog.Duration("retry_in", delay))
+		} else {
+			w.metrics.processed.WithLabelValues(outcomeStoreError).Inc()
+			log.Warn("worker: dedupe store unreachable; holding the event until it answers",
+				slog.Uint64("attempt", failed), slog.Duration("retry_in", delay), slog.Any("error", err))
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

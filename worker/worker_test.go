@@ -268,6 +268,51 @@ func TestRedisOutageDoesNotSpendDeliveries(t *testing.T) {
 	}
 }
 
+// A lock left by a worker that died (or a second copy of the event) makes
+// Begin answer busy. Busy deliveries are Nak'd, but the last one holds the
+// event until the lock goes: an event that never failed is run once, not
+// dead-lettered for having found its lock taken.
+func TestBusyNeverDeadLettersAHealthyEvent(t *testing.T) {
+	sc := testStreams()
+	sc.MaxDeliver = 2
+	e := newEnv(t, sc, "")
+	ev := e.event()
+	// The dead holder's lock: it outlives the first delivery's Nak and the
+	// second, last delivery's arrival.
+	const holderTTL = 1500 * time.Millisecond
+	held, err := e.store.Begin(e.ctx(), ev.Key, dedupe.BeginOptions{TTL: holderTTL})
+	if err != nil {
+		t.Fatalf("Begin of the holder: %v", err)
+	}
+	var c calls
+	r := e.start(Config{Heartbeat: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		c.add(ctx, ev.Key)
+		return nil
+	}))
+	start := time.Now()
+	e.publish(ev)
+
+	testenv.Eventually(t, wait, func() bool {
+		return (len(c.of(ev.Key)) == 1 && e.settled()) || len(e.dlq()) > 0
+	}, "event neither processed nor dead-lettered after the holder's lock expired")
+	if n := len(e.dlq()); n != 0 {
+		t.Fatalf("%d dead letters for an event that only found its lock taken", n)
+	}
+	runs := c.of(ev.Key)
+	if runs[0].Fence != held.Fence+1 || runs[0].Delivery != 2 {
+		t.Errorf("run %+v, want fence %d on delivery 2 (the last)", runs[0], held.Fence+1)
+	}
+	if took := time.Since(start); took < holderTTL {
+		t.Errorf("handler ran %v after the publish, before the holder's lock (%v) could expire", took, holderTTL)
+	}
+	if got := r.outcomes(outcomeBusy); got != 1 {
+		t.Errorf("busy outcomes %v, want 1: one Nak, then the last delivery holds", got)
+	}
+	if rec := e.record(ev.Key); rec.State != dedupe.Done || rec.Locked {
+		t.Errorf("record %+v, want done and unlocked", rec)
+	}
+}
+
 // H: shutdown lets in-flight handlers finish within ShutdownTimeout.
 func TestShutdownFinishesInFlight(t *testing.T) {
 	e := newEnv(t, testStreams(), "")
