@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,19 @@ import (
 // in the dead-letter stream, in decimal.
 const HeaderRequeuedFrom = "Wagate-Requeued-From"
 
+// requeueMsgID separates an event's key from the dead-letter sequence in the
+// Nats-Msg-Id of a requeued event (RequeueMsgID).
+const requeueMsgID = ":requeue:"
+
+// RequeueMsgID returns the Nats-Msg-Id an event is put back into the events
+// stream with from dead letter dlqSeq: "<key>:requeue:<dlqSeq>", so that
+// JetStream does not drop it as a copy of the original within the duplicate
+// window, while a second requeue of the same dead letter is stored once.
+// ReadDeadLetter reads the key back from it.
+func RequeueMsgID(key string, dlqSeq uint64) string {
+	return key + requeueMsgID + strconv.FormatUint(dlqSeq, 10)
+}
+
 // deadLetterHeaders are the headers deadLetter adds to a dead letter.
 var deadLetterHeaders = []string{
 	HeaderError, HeaderDeliveries, HeaderOriginalStream, HeaderOriginalSubject,
@@ -27,7 +41,8 @@ var deadLetterHeaders = []string{
 // its headers (see HeaderError and the others) and, where they do not name
 // the key or kind, from its payload.
 type DeadLetter struct {
-	// Key is the event's dedupe key (HeaderOriginalMsgID).
+	// Key is the event's dedupe key: HeaderOriginalMsgID, without the
+	// suffix RequeueMsgID adds when the event was requeued and failed again.
 	Key string
 	// Kind is the event's kind (messages.HeaderKind).
 	Kind string
@@ -52,7 +67,7 @@ type DeadLetter struct {
 // it).
 func ReadDeadLetter(subject string, stored time.Time, h nats.Header, data []byte) DeadLetter {
 	d := DeadLetter{
-		Key:              h.Get(HeaderOriginalMsgID),
+		Key:              eventKey(h.Get(HeaderOriginalMsgID)),
 		Kind:             h.Get(messages.HeaderKind),
 		Reason:           h.Get(HeaderError),
 		Deliveries:       h.Get(HeaderDeliveries),
@@ -75,6 +90,13 @@ func ReadDeadLetter(subject string, stored time.Time, h nats.Header, data []byte
 		d.OriginalSubject = streams.EventsSubjectPrefix + "." + rest
 	}
 	return d
+}
+
+// eventKey returns the dedupe key a Nats-Msg-Id names: the id itself, or its
+// key when RequeueMsgID made it.
+func eventKey(msgID string) string {
+	key, _, _ := strings.Cut(msgID, requeueMsgID)
+	return key
 }
 
 // RequeueHeader returns the header an event put back from the dead-letter

@@ -42,6 +42,22 @@ func TestReadDeadLetter(t *testing.T) {
 	}
 }
 
+// A requeued event that fails again is dead-lettered with the Nats-Msg-Id it
+// was requeued with: the dead letter still names the event's key, so that
+// "wagate dlq list --key" finds it and its KEY column is the key.
+func TestReadDeadLetterRequeued(t *testing.T) {
+	id := RequeueMsgID("wa:IajYXqYyUOjKvugZZYdmOQ", 3)
+	if id != "wa:IajYXqYyUOjKvugZZYdmOQ:requeue:3" {
+		t.Errorf("RequeueMsgID = %q", id)
+	}
+	h := nats.Header{}
+	h.Set(HeaderOriginalMsgID, id)
+	h.Set(messages.HeaderKind, "message")
+	if d := ReadDeadLetter("wagate.dlq.cloud.message.1.22", time.Now(), h, nil); d.Key != "wa:IajYXqYyUOjKvugZZYdmOQ" {
+		t.Errorf("Key = %q, want the event's key", d.Key)
+	}
+}
+
 func TestRequeueHeader(t *testing.T) {
 	h := nats.Header{}
 	h.Set("Nats-Msg-Id", "wa:k")

@@ -39,7 +39,9 @@ const (
 	HeaderOriginalSubject = "Wagate-Original-Subject"
 	// HeaderOriginalSequence is the event's sequence in the events stream, in decimal.
 	HeaderOriginalSequence = "Wagate-Original-Sequence"
-	// HeaderOriginalMsgID is the event's Nats-Msg-Id: its dedupe key.
+	// HeaderOriginalMsgID is the event's Nats-Msg-Id: its dedupe key, or for
+	// an event requeued from the dead-letter stream RequeueMsgID's
+	// "<key>:requeue:<dead-letter seq>" (ReadDeadLetter reads the key).
 	HeaderOriginalMsgID = "Wagate-Original-Msg-Id"
 	// HeaderFailedAt is when the event was dead-lettered, RFC 3339 in UTC
 	// with nanoseconds.

@@ -350,7 +350,7 @@ func requeue(ctx context.Context, o *ops, st jetstream.Stream, l letter) (uint64
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ack, err := o.js.PublishMsg(pctx, msg,
-		jetstream.WithMsgID(ev.Key+":requeue:"+seqText),
+		jetstream.WithMsgID(worker.RequeueMsgID(ev.Key, l.seq)),
 		jetstream.WithExpectStream(o.sc.Events))
 	if err != nil {
 		return 0, fmt.Errorf("publish to %s: %w", l.origSubject, err)

@@ -177,6 +177,12 @@ func TestDLQPurgeAll(t *testing.T) {
 			t.Errorf("%s ran %d times, want 2", k, n)
 		}
 	}
+	// Dead-lettered again under its requeue Nats-Msg-Id, it is still named
+	// and found by its key.
+	out = e.mustWagate("dlq", "list", "--key", keys[0])
+	if !strings.Contains(out, "1 dead letters") || strings.Contains(out, ":requeue:") {
+		t.Errorf("dlq list --key %s after a requeue:\n%s", keys[0], out)
+	}
 	out = e.mustWagate("dlq", "purge", "--all", "--yes")
 	if !strings.Contains(out, "purged 3 dead letters") || e.streamMsgs("WAGATE_DLQ") != 0 {
 		t.Errorf("purge --all --yes:\n%s", out)

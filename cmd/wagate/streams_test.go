@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/messages"
 )
@@ -44,6 +47,38 @@ func TestStreams(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("streams lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// With order on, the workers read the partition consumers: streams create
+// makes those (not the workers' consumer, which nobody would read), and
+// streams shows them.
+func TestStreamsOrdered(t *testing.T) {
+	e := newOpsEnv(t, false)
+	t.Setenv("WAGATE_ORDER", "conversation")
+	out := e.mustWagate("streams", "create")
+	if !strings.Contains(out, "streams WAGATE_EVENTS and WAGATE_DLQ and partition consumers wagate-workers-p0 … wagate-workers-p31 are in place") {
+		t.Errorf("streams create:\n%s", out)
+	}
+	if _, err := e.js.Consumer(e.ctx(), "WAGATE_EVENTS", "wagate-workers"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("streams create with order on made the workers' consumer: %v", err)
+	}
+
+	e.publish(e.event(messages.KindMessage))
+	out = e.mustWagate("streams")
+	for _, want := range []string{
+		"  consumer wagate-workers: none (the workers keep order: WAGATE_ORDER=conversation)\n",
+		"  partition consumers wagate-workers-p0 … wagate-workers-p31 (WAGATE_ORDER=conversation): 32 of 32\n",
+		"    total           pending 1, ack pending 0, redelivered 0, lag 1\n",
+		"    wagate-workers-p0  pending ",
+		"    wagate-workers-p31 pending ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("streams lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "create it with") {
+		t.Errorf("streams tells to create the workers' consumer beside ordered workers:\n%s", out)
 	}
 }
 
