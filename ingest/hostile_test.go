@@ -274,3 +274,26 @@ func TestSharedPartsFanOut(t *testing.T) {
 		t.Errorf("%d events stored, want %d", got, maxEvents)
 	}
 }
+
+// The lines a request writes about its events are bounded whatever their
+// number: a body of 2,000 items without an id (each with a fallback
+// identity) writes a few lines about them and one line counting the rest;
+// the metric counts every one.
+func TestEventLinesBounded(t *testing.T) {
+	e := newEnv(t, Config{})
+	items := make([]string, 2000)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"status":"sent","timestamp":"%d","recipient_id":"15550000001"}`, 1750000000+i)
+	}
+	e.postSigned(cloudBody(nil, items), http.StatusOK)
+	logs := e.logs.String()
+	if n := strings.Count(logs, `"msg":"ingest: fallback identity"`); n > maxEventLines+1 {
+		t.Errorf("%d fallback lines for one request, want at most %d", n, maxEventLines+1)
+	}
+	if !strings.Contains(logs, fmt.Sprintf(`"more_events":%d`, len(items)-maxEventLines)) {
+		t.Errorf("no line counts the %d fallback events not written", len(items)-maxEventLines)
+	}
+	if n := e.metric("wagate_ingest_fallback_identities_total"); n != float64(len(items)) {
+		t.Errorf("fallback identities counted %v, want %d", n, len(items))
+	}
+}
