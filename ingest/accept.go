@@ -78,11 +78,14 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		}
 		return reqLog
 	}
+	// Lines about single events are bounded per request (eventLog).
+	evLog := &eventLog{base: s.log, log: log}
+	defer evLog.close()
 
 	for i := range events {
 		if events[i].Fallback {
 			s.metrics.fallback.WithLabelValues(string(events[i].Kind)).Inc()
-			log().Info("ingest: fallback identity", eventAttrs(&events[i])...)
+			evLog.write(slog.LevelInfo, "ingest: fallback identity", func() []any { return eventAttrs(&events[i]) })
 		}
 	}
 
@@ -172,10 +175,10 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 			s.count(ev, outcomeRejected)
 			if errors.Is(r.err, nats.ErrMaxPayload) {
 				// Not transient: every retry of this webhook fails the same way.
-				log().Error("ingest: event larger than the NATS server's max_payload; it cannot be stored until max_payload is raised",
-					append(eventAttrs(ev), "err", r.err)...)
+				evLog.write(slog.LevelError, "ingest: event larger than the NATS server's max_payload; it cannot be stored until max_payload is raised",
+					func() []any { return append(eventAttrs(ev), "err", r.err) })
 			} else {
-				log().Warn("ingest: publish failed", append(eventAttrs(ev), "err", r.err)...)
+				evLog.write(slog.LevelWarn, "ingest: publish failed", func() []any { return append(eventAttrs(ev), "err", r.err) })
 			}
 			if !bypass && cl.Prior == dedupe.Absent {
 				release = append(release, cl)
@@ -195,17 +198,15 @@ func (s *Server) accept(ctx context.Context, events []messages.Event) (int, Answ
 		switch {
 		case bypass:
 			s.count(ev, outcomeBypassed)
-			log().Info("ingest: stored without a claim", attrs()...)
+			evLog.write(slog.LevelInfo, "ingest: stored without a claim", attrs)
 		case cl.Prior == dedupe.Absent:
 			s.count(ev, outcomeAccepted)
 			stored = append(stored, cl)
-			if s.log.Enabled(ctx, slog.LevelDebug) {
-				log().Debug("ingest: stored", attrs()...)
-			}
+			evLog.write(slog.LevelDebug, "ingest: stored", attrs)
 		default:
 			s.count(ev, outcomeRepublished)
 			stored = append(stored, cl)
-			log().Info("ingest: republished over a pending claim", attrs()...)
+			evLog.write(slog.LevelInfo, "ingest: republished over a pending claim", attrs)
 		}
 	}
 

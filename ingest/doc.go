@@ -46,8 +46,9 @@
 //	     before parsing)
 //	413  Content-Length above Config.BodyLimit (nothing read), or a body that
 //	     turns out longer (at most BodyLimit+1 bytes read), or a body holding
-//	     more than Config.MaxEvents events (the answer names the limit;
-//	     nothing claimed)
+//	     more than Config.MaxEvents events, or events that encode to more
+//	     bytes in all than Config.BodyLimit allows (the answer names the
+//	     limit; nothing claimed)
 //	400  the body could not be read, or is not a webhook (messages.ErrNotWebhook)
 //	200  every event stored (or a duplicate of a stored one); also a webhook
 //	     holding no event

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wagate/wagate/messages"
 )
 
 // readCounter is a request body that counts the reads made of it.
@@ -212,5 +214,86 @@ func TestTimedOut(t *testing.T) {
 		if got := timedOut(c.err); got != c.want {
 			t.Errorf("timedOut(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// The events of one body share its parts (Cloud API metadata and contacts, a
+// gateway item's frame): a body whose shared part is large and whose items
+// are many would make the product of the two in stored bytes. Such a body is
+// answered 413 naming the limit, with nothing claimed or stored; a batch of
+// ordinary items as large is stored.
+func TestSharedPartsFanOut(t *testing.T) {
+	const limit, maxEvents, n = 64 << 10, 500, 400
+	e := newEnv(t, Config{BodyLimit: limit, MaxEvents: maxEvents, WASenderSecrets: []string{testWASenderSecret}})
+	pad := strings.Repeat("p", 20<<10)
+	items := func(item string) string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprintf(item, i)
+		}
+		return strings.Join(s, ",")
+	}
+	status := `{"id":"wamid.S%d","status":"sent","timestamp":"1750000000","recipient_id":"15550000001"}`
+	value := func(md, contacts, statuses string) string {
+		return `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":` +
+			md + `,"contacts":` + contacts + `,"statuses":[` + statuses + `]}}]}]}`
+	}
+	for _, c := range []struct {
+		name, provider, body string
+	}{
+		{"cloud metadata", messages.ProviderCloud, value(`{"display_phone_number":"1","phone_number_id":"2","pad":"`+pad+`"}`, `[]`, items(status))},
+		{"cloud contact", messages.ProviderCloud, value(`{"display_phone_number":"1","phone_number_id":"2"}`,
+			`[{"wa_id":"15550000001","profile":{"name":"`+pad+`"}}]`, items(status))},
+		{"wasender frame", messages.ProviderWASender, `{"event":"messages.upsert","sessionId":"s","data":{"messages":[` +
+			items(`{"key":{"id":"A%d","remoteJid":"15550000001@s.whatsapp.net","fromMe":false},"message":{"conversation":"hi"}}`) + `],"pad":"` + pad + `"}}`},
+	} {
+		if len(c.body) > limit {
+			t.Fatalf("%s: body of %d bytes, over the body limit", c.name, len(c.body))
+		}
+		code, text := e.postTo(c.provider, []byte(c.body), testSecretOf(c.provider))
+		var ans Answer
+		_ = json.Unmarshal([]byte(text), &ans)
+		if code != http.StatusRequestEntityTooLarge || !strings.Contains(ans.Error, fmt.Sprintf("limit of %d bytes", e.srv.eventBytes)) {
+			t.Errorf("%s: %d-byte body of %d items: got %d %s, want 413 naming the limit of %d bytes", c.name, len(c.body), n, code, text, e.srv.eventBytes)
+		}
+	}
+	if n := e.store.claims.Load(); n != 0 {
+		t.Errorf("%d claims for refused bodies, want 0", n)
+	}
+	if got := e.stored(); len(got) != 0 {
+		t.Errorf("%d events stored for refused bodies, want 0", len(got))
+	}
+	// As many ordinary items, in a body as large, are stored.
+	fill := (limit*15/16 - len(batchBody("", maxEvents))) / maxEvents
+	body := batchBody(strings.Repeat("t", fill), maxEvents)
+	if len(body) < limit*3/4 || len(body) > limit {
+		t.Fatalf("batch of %d bytes, want near the limit of %d", len(body), limit)
+	}
+	e.postSigned(body, http.StatusOK)
+	if got := len(e.storedKeys()); got != maxEvents {
+		t.Errorf("%d events stored, want %d", got, maxEvents)
+	}
+}
+
+// The lines a request writes about its events are bounded whatever their
+// number: a body of 2,000 items without an id (each with a fallback
+// identity) writes a few lines about them and one line counting the rest;
+// the metric counts every one.
+func TestEventLinesBounded(t *testing.T) {
+	e := newEnv(t, Config{})
+	items := make([]string, 2000)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"status":"sent","timestamp":"%d","recipient_id":"15550000001"}`, 1750000000+i)
+	}
+	e.postSigned(cloudBody(nil, items), http.StatusOK)
+	logs := e.logs.String()
+	if n := strings.Count(logs, `"msg":"ingest: fallback identity"`); n > maxEventLines+1 {
+		t.Errorf("%d fallback lines for one request, want at most %d", n, maxEventLines+1)
+	}
+	if !strings.Contains(logs, fmt.Sprintf(`"more_events":%d`, len(items)-maxEventLines)) {
+		t.Errorf("no line counts the %d fallback events not written", len(items)-maxEventLines)
+	}
+	if n := e.metric("wagate_ingest_fallback_identities_total"); n != float64(len(items)) {
+		t.Errorf("fallback identities counted %v, want %d", n, len(items))
 	}
 }

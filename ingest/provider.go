@@ -252,7 +252,28 @@ func (s *Server) receiveBody(p served, r *http.Request, receivedAt time.Time) (i
 		return http.StatusRequestEntityTooLarge, Answer{Events: len(events),
 			Error: fmt.Sprintf("body holds %d events, over the limit of %d events per request", len(events), s.cfg.MaxEvents)}
 	}
+	if limit := s.eventBytes; eventsOver(events, limit) {
+		// The events of one body share its metadata, contact and frame:
+		// refused whole, before anything is claimed, rather than publish a
+		// multiple of the body for each of its items.
+		s.logRefusal("ingest: events too large in all", "provider", p.name, "events", len(events), "bytes", len(body), "max_event_bytes", limit)
+		return http.StatusRequestEntityTooLarge, Answer{Events: len(events),
+			Error: fmt.Sprintf("body's events encode to more than %d bytes, over the limit of %d bytes per request", limit, limit)}
+	}
 	return s.accept(r.Context(), events)
+}
+
+// eventsOver reports whether events encode to more than limit bytes in all
+// (messages.Event.EncodedSize). It stops at the first event past the limit,
+// so its work is bounded by limit, whatever the events share.
+func eventsOver(events []messages.Event, limit int64) bool {
+	var n int64
+	for i := range events {
+		if n += events[i].EncodedSize(); n > limit {
+			return true
+		}
+	}
+	return false
 }
 
 // logRefusal writes a line about a refused request, sampled

@@ -117,6 +117,13 @@ type Config struct {
 
 	// BodyLimit is the largest webhook body accepted, in bytes; a longer one
 	// is answered 413. Default 4 MiB (Meta sends at most 3 MB).
+	//
+	// It bounds the events of a body too, with MaxEvents: the events of one
+	// body each carry its shared parts (Cloud API metadata and contact, a
+	// gateway item's frame), so a body whose events encode to more than
+	// messages.MaxEventSize(BodyLimit) + MaxEvents × 2 KiB bytes in all
+	// (about 30 MiB at the defaults) is answered 413, naming the limit, before
+	// anything is claimed.
 	BodyLimit int64
 	// BodyMemory bounds the bytes of webhook bodies held at once, across all
 	// requests. Before reading its body a request reserves its
@@ -279,6 +286,11 @@ func ownerToken(s string) string {
 	return string(b)
 }
 
+// eventAllowance is what each event may add, in bytes, to the bound on the
+// encoded events of one request (see Config.BodyLimit): room for its own
+// fields, key and identity however small its item.
+const eventAllowance = 2 << 10
+
 // Option changes how New builds a Server.
 type Option func(*Server)
 
@@ -306,12 +318,13 @@ type Server struct {
 	admin    *echo.Echo          // /healthz, /readyz, /metrics
 	routeSet map[string]struct{} // paths of the registered routes, for metric labels
 
-	bodies   *semaphore.Weighted // Config.BodyMemory: bytes of bodies held now
-	refused  *logging.Sampler    // lines about refused requests (Config.LogSampleRate)
-	dupes    *logging.Sampler    // lines about duplicates (Config.LogSampleRate)
-	owner    string              // Config.Owner plus a per-process nonce
-	seq      atomic.Uint64       // per-request suffix of owner
-	draining atomic.Bool         // set when Run's context is cancelled
+	bodies     *semaphore.Weighted // Config.BodyMemory: bytes of bodies held now
+	eventBytes int64               // the most bytes of encoded events one request may make (see Config.BodyLimit)
+	refused    *logging.Sampler    // lines about refused requests (Config.LogSampleRate)
+	dupes      *logging.Sampler    // lines about duplicates (Config.LogSampleRate)
+	owner      string              // Config.Owner plus a per-process nonce
+	seq        atomic.Uint64       // per-request suffix of owner
+	draining   atomic.Bool         // set when Run's context is cancelled
 
 	// marks are the Accept calls still running after their request was
 	// answered; Serve waits for them before it returns. marking counts them
@@ -344,15 +357,16 @@ func New(cfg Config, store dedupe.Store, js jetstream.JetStream, opts ...Option)
 	var nonce [4]byte
 	_, _ = rand.Read(nonce[:]) // never fails (crypto/rand)
 	s := &Server{
-		cfg:      cfg,
-		store:    store,
-		js:       js,
-		tokenSum: sha256.Sum256([]byte(cfg.VerifyToken)),
-		bodies:   semaphore.NewWeighted(cfg.BodyMemory),
-		refused:  logging.NewSampler(cfg.LogSampleRate),
-		dupes:    logging.NewSampler(cfg.LogSampleRate),
-		log:      cfg.Logger,
-		owner:    cfg.Owner + "." + hex.EncodeToString(nonce[:]),
+		cfg:        cfg,
+		store:      store,
+		js:         js,
+		tokenSum:   sha256.Sum256([]byte(cfg.VerifyToken)),
+		bodies:     semaphore.NewWeighted(cfg.BodyMemory),
+		eventBytes: messages.MaxEventSize(cfg.BodyLimit) + int64(cfg.MaxEvents)*eventAllowance,
+		refused:    logging.NewSampler(cfg.LogSampleRate),
+		dupes:      logging.NewSampler(cfg.LogSampleRate),
+		log:        cfg.Logger,
+		owner:      cfg.Owner + "." + hex.EncodeToString(nonce[:]),
 	}
 	s.served = servedProviders(cfg)
 	s.publish = tracePublish(s.publishJetStream)

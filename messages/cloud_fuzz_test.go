@@ -30,6 +30,8 @@ func FuzzParse(f *testing.F) {
 		``, `{}`, `not json`, `{"object":"whatsapp_business_account","entry":[]}`,
 		`{"object":"x","entry":[1,"a",null,{},{"changes":[{}]},{"changes":[{"field":"messages","value":{"messages":[{},{"id":1}],"x":[]}}]}]}`,
 		`{"object":"x","entry":[{"id":"a|b","time":"7","changes":[{"field":"calls","value":{"calls":[{"id":"c","event":"e"}],"statuses":[{"id":"\ud800","status":"s"}]}}]}]}`,
+		// Items sharing a large metadata and contact (each event carries both).
+		`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"2","pad":"\u001b\u2028xxxxxxxx"},"contacts":[{"wa_id":"9","profile":{"name":"\u009b"}}],"statuses":[{"id":"a","status":"sent","recipient_id":"9"},{"id":"b","status":"sent","recipient_id":"9"},{}]}}]}]}`,
 	} {
 		f.Add([]byte(body))
 	}

@@ -286,6 +286,9 @@ func checkWire(t testing.TB, i int, ev messages.Event) {
 	if !bytes.Contains(data, ev.Item) {
 		t.Fatalf("event %d: encoded event does not hold the item's exact bytes", i)
 	}
+	if n := int64(len(data)); n > ev.EncodedSize() {
+		t.Fatalf("event %d: %d bytes encoded, above its EncodedSize %d", i, n, ev.EncodedSize())
+	}
 	back, err := messages.Decode(data)
 	if err != nil {
 		t.Fatalf("event %d: Decode: %v", i, err)

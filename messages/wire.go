@@ -201,6 +201,68 @@ func (ev Event) Encode() ([]byte, error) {
 	return b, nil
 }
 
+// Fixed parts of Encode's output, in bytes, rounded up: every member name,
+// separator and quote an event can have (with its frame's), the digits of
+// its times and the RFC 3339 received_at; and those of one element of
+// "errors".
+const (
+	encodedFixed = 512
+	encodedError = 96
+)
+
+// EncodedSize returns an upper bound on len(ev.Encode()): exact but for the
+// insignificant spaces Encode removes from the raw members of Context, and
+// for the fixed parts (member names, numbers), counted at their longest.
+// Its work is linear in the length of ev's strings, and independent of the
+// length of its raw members; it allocates nothing. It lets a caller bound
+// the bytes a body's events make before encoding any of them (events of one
+// body share its metadata, contact and frame: the sum of their sizes is not
+// bounded by the body's).
+func (ev *Event) EncodedSize() int64 {
+	c := &ev.Context
+	n := int64(encodedFixed + len(ev.Item) + len(c.Metadata) + len(c.Contact))
+	for _, s := range [...]string{ev.Key, ev.Identity, ev.Provider, string(ev.Kind), ev.Account, ev.ID, ev.Type,
+		ev.Status, ev.From, ev.Conversation, ev.Direction, c.Object, c.EntryID, c.Field} {
+		n += stringSize(s)
+	}
+	for _, e := range ev.Errors {
+		n += encodedError + stringSize(e.Title) + stringSize(e.Message) + stringSize(e.Details) + stringSize(e.Href)
+	}
+	f := &c.Frame
+	n += int64(len(f.Object) + len(f.EntryID) + len(f.EntryTime) + len(f.Field) + len(f.MessagingProduct) + len(f.Array))
+	n += int64(base64.StdEncoding.EncodedLen(len(f.Before)) + base64.StdEncoding.EncodedLen(len(f.After)))
+	return n
+}
+
+// stringSize returns the length of appendString's output for s, quotes
+// included.
+func stringSize(s string) int64 {
+	n := int64(2 + len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != '"' && c != '\\':
+			case c == '"', c == '\\', c == '\b', c == '\f', c == '\n', c == '\r', c == '\t':
+				n++ // a backslash before one letter
+			default:
+				n += 5 // \u00XX for one byte
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 5 // \ufffd for one byte
+		case r == '\u2028' || r == '\u2029':
+			n += 3 // \u202X for three bytes
+		}
+		i += size
+	}
+	return n
+}
+
 // appendField appends name (the member's separator, name and colon) and s
 // as a JSON string.
 func appendField(b []byte, name, s string) []byte {

@@ -52,6 +52,23 @@ func checkEncode(t *testing.T, name string, ev Event) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s: Encode wrote\n%s\nencoding/json writes\n%s", name, got, want)
 	}
+	if gotErr != nil {
+		return
+	}
+	// EncodedSize bounds the output, and is off by no more than its fixed
+	// parts and the spaces Encode removes from raw members.
+	size, c := ev.EncodedSize(), &ev.Context
+	spaces := 0
+	for _, raw := range [][]byte{c.Metadata, c.Contact, c.Frame.Object, c.Frame.EntryID, c.Frame.EntryTime, c.Frame.Field, c.Frame.MessagingProduct, c.Frame.Array} {
+		for _, b := range raw {
+			if isSpace(b) {
+				spaces++
+			}
+		}
+	}
+	if n := int64(len(got)); n > size || size-n > int64(encodedFixed+encodedError*len(ev.Errors)+spaces) {
+		t.Fatalf("%s: EncodedSize %d for %d bytes encoded", name, size, n)
+	}
 }
 
 // TestEncodeAsEncodingJSON encodes every event of every fixture, and events

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -93,11 +94,16 @@ func (w *Worker) deadLetter(ctx context.Context, l letter, cause string) error {
 	return nil
 }
 
-// oneLine makes s fit a header value: line breaks become spaces, and it is
-// cut to at most n bytes on a rune boundary.
+// oneLine makes s fit a header value and a terminal line: line breaks and
+// every other control character (C0, DEL, C1: a terminal's escape
+// sequences start with ESC or CSI), and the Unicode line and paragraph
+// separators, become spaces, and it is cut to at most n bytes on a rune
+// boundary. A downstream's answer, and any text a handler's error quotes
+// (an item's, written by a WhatsApp user), reach the dead-letter header
+// and wagate dlq list this way.
 func oneLine(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return ' '
 		}
 		return r

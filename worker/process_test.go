@@ -80,6 +80,7 @@ func TestOneLine(t *testing.T) {
 		want string
 	}{
 		{"a\r\nb", 10, "a  b"},
+		{"bad \x1b[2J\x1b]0;title\x07 \u009b31m\tx\u2028y\x7f", 40, "bad  [2J ]0;title   31m x y "},
 		{"abcdef", 3, "abc"},
 		{"héllo", 2, "h"}, // never cuts a rune in two
 		{"", 5, ""},

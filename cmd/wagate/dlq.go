@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -193,7 +194,7 @@ func printLetters(w io.Writer, ls []letter, now time.Time) {
 	fmt.Fprintf(w, "%-8s %-5s %-10s %-8s %-25s %-9s %s\n", "SEQ", "AGE", "DELIVERIES", "KIND", "KEY", "ORIG-SEQ", "REASON")
 	for _, l := range ls {
 		fmt.Fprintf(w, "%-8d %-5s %-10s %-8s %-25s %-9s %s\n", l.seq, ago(l.failedAt, now), cmp.Or(l.deliveries, "-"),
-			cmp.Or(l.kind, "-"), cmp.Or(l.key, "-"), cmp.Or(l.origSeq, "-"), cut(l.reason, 100))
+			cmp.Or(l.kind, "-"), cmp.Or(l.key, "-"), cmp.Or(l.origSeq, "-"), printable(cut(l.reason, 100)))
 	}
 }
 
@@ -244,11 +245,33 @@ func printLetter(w io.Writer, l letter) {
 	slices.Sort(names)
 	for _, k := range names {
 		for _, v := range l.header[k] {
-			fmt.Fprintf(w, "%s: %s\n", k, v)
+			fmt.Fprintf(w, "%s: %s\n", printable(k), printable(v))
 		}
 	}
-	fmt.Fprintf(w, "\n%s\n", l.data)
+	fmt.Fprintf(w, "\n%s\n", printable(string(l.data)))
 }
+
+// printable returns s with every control character but a line break or a
+// tab written as a JSON escape (\u001b), so that text from a dead letter
+// (a downstream's answer, an item's content) cannot drive the terminal it
+// is printed on.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, escaped) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if escaped(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// escaped reports whether printable escapes r.
+func escaped(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }
 
 // dlqTarget resolves the dead letters a requeue or purge acts on.
 func dlqTarget(ctx context.Context, cmdName string, o *ops, f *dlqFilter, withData bool, out io.Writer) ([]letter, error) {

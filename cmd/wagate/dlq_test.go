@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 
@@ -186,5 +187,24 @@ func TestDLQPurgeAll(t *testing.T) {
 	out = e.mustWagate("dlq", "purge", "--all", "--yes")
 	if !strings.Contains(out, "purged 3 dead letters") || e.streamMsgs("WAGATE_DLQ") != 0 {
 		t.Errorf("purge --all --yes:\n%s", out)
+	}
+}
+
+// Text of a dead letter (its reason, headers and payload: a downstream's
+// answer, an item's content) is printed with its control characters escaped,
+// so that it cannot drive the operator's terminal.
+func TestDLQPrintEscapesControls(t *testing.T) {
+	const hostile = "bad \x1b[2J\x1b]0;owned\x07 \u009b31m"
+	l := letter{seq: 7, subject: "wagate.dlq.cloud.message.1.0", stored: time.Unix(1750000000, 0),
+		header: nats.Header{"Wagate-Error": []string{hostile}}, data: []byte(`{"item":"` + hostile + `"}`), reason: hostile}
+	var b strings.Builder
+	printLetters(&b, []letter{l}, time.Unix(1750000100, 0))
+	printLetter(&b, l)
+	out := b.String()
+	if strings.ContainsFunc(out, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
+		t.Errorf("output holds control characters:\n%q", out)
+	}
+	if n := strings.Count(out, `bad \u001b[2J\u001b]0;owned\u0007 \u009b31m`); n != 3 {
+		t.Errorf("reason, header and payload escaped %d times, want 3:\n%s", n, out)
 	}
 }
