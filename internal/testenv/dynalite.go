@@ -66,7 +66,9 @@ func StartDynalite(t testing.TB) *Dynalite {
 		t.Fatalf("testenv: dynalite log: %v", err)
 	}
 	d := &Dynalite{t: t, port: FreePort(t), logs: logs}
-	cmd := exec.Command(node, cli, "--host", "127.0.0.1", "--port", strconv.Itoa(d.port),
+	// aborted.js keeps dynalite up when a client is killed mid-request.
+	_, src, _, _ := runtime.Caller(0)
+	cmd := exec.Command(node, "--require", filepath.Join(filepath.Dir(src), "dynalite", "aborted.js"), cli, "--host", "127.0.0.1", "--port", strconv.Itoa(d.port),
 		"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

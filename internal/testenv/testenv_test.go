@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +76,34 @@ func TestRedisStartMovesOffATakenPort(t *testing.T) {
 	}
 	if _, err := r.Command("PING"); err != nil {
 		t.Fatalf("PING %s: %v", r.Addr(), err)
+	}
+}
+
+// A client killed in the middle of a request (its connection reset with the
+// body half sent) must not end dynalite for the others: without aborted.js
+// dynalite throws ECONNRESET from the request and exits.
+func TestDynaliteOutlivesAbortedClient(t *testing.T) {
+	d := StartDynalite(t)
+	for i := range 3 {
+		c, err := net.Dial("tcp", d.Addr())
+		if err != nil {
+			t.Fatalf("round %d: dial: %v", i, err)
+		}
+		_, _ = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 1000\r\n\r\n{\"Table", d.Addr())
+		_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
+		_ = c.Close()
+
+		// A whole request afterwards still gets an HTTP answer.
+		c, err = net.DialTimeout("tcp", d.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: dynalite gone after a client was reset: %v", i, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", d.Addr())
+		line, err := bufio.NewReader(c).ReadString('\n')
+		_ = c.Close()
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 ") {
+			t.Fatalf("round %d: answer %q, %v; want an HTTP status line", i, line, err)
+		}
 	}
 }
