@@ -200,7 +200,7 @@ func testExtendKeepsLock(t *testing.T, newStore storeFunc) {
 	s, c := newStore(t, Horizon), ctx(t)
 	var k, clock string
 	var l dedupe.Lease
-	inTime(t, func(start time.Time) bool {
+	inTime(t, ShortLockTTL, func(start time.Time) bool {
 		k, clock = newKey(t), newKey(t)
 		// clock's lock, taken after k's with the same TTL, expires no earlier
 		// than k's would have: it tells when k's original TTL has passed, in the
@@ -208,7 +208,7 @@ func testExtendKeepsLock(t *testing.T, newStore storeFunc) {
 		l = begin(t, c, s, k, lock(ShortLockTTL))
 		begin(t, c, s, clock, lock(ShortLockTTL))
 		err := s.Extend(c, l, LockTTL)
-		if err != nil && late(start) {
+		if err != nil && late(start, ShortLockTTL) {
 			return false
 		}
 		if err != nil {

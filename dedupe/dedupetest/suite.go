@@ -184,6 +184,13 @@ func lookup(t *testing.T, c context.Context, s dedupe.Store, key string) dedupe.
 func want(t *testing.T, c context.Context, s dedupe.Store, key string, horizon time.Duration, state dedupe.State, fence int64, locked bool) dedupe.Record {
 	t.Helper()
 	r := lookup(t, c, s, key)
+	wantRecord(t, key, r, horizon, state, fence, locked)
+	return r
+}
+
+// wantRecord is want for a record r of key already looked up.
+func wantRecord(t *testing.T, key string, r dedupe.Record, horizon time.Duration, state dedupe.State, fence int64, locked bool) {
+	t.Helper()
 	if r.State != state || r.Fence != fence || r.Locked != locked {
 		t.Fatalf("Lookup(%s) = state %v, fence %d, locked %v (raw %q); want %v, %d, %v",
 			key, r.State, r.Fence, r.Locked, r.Raw, state, fence, locked)
@@ -195,32 +202,33 @@ func want(t *testing.T, c context.Context, s dedupe.Store, key string, horizon t
 	} else if r.TTL <= 0 || r.TTL > horizon {
 		t.Fatalf("Lookup(%s): TTL %v, want in (0, %v]", key, r.TTL, horizon)
 	}
-	return r
 }
 
 // lock is BeginOptions with the given TTL.
 func lock(ttl time.Duration) dedupe.BeginOptions { return dedupe.BeginOptions{TTL: ttl} }
 
-// inTime runs try with fresh keys until one run finishes within
-// ShortLockTTL of its start, at most five times. try takes a lock of
-// ShortLockTTL and checks it still held; a run that took longer than the TTL
-// (a backend that answers one request at a time to a parallel suite) may see
-// it expired, which proves nothing, so try reports only what it checked on
-// time: it returns false, without failing, when its start is ShortLockTTL ago.
-func inTime(t *testing.T, try func(start time.Time) bool) {
+// inTime runs try with fresh keys until one run finishes within limit of
+// its start, at most ten times. try writes state that lives limit (a lock
+// of ShortLockTTL, a key of ShortHorizon) and checks it still there; a run
+// that took longer than limit (a backend that answers one request at a time
+// to a parallel suite) may see it expired, which proves nothing, so try
+// checks only what it read on time: it returns false, without failing, when
+// late(start, limit).
+func inTime(t *testing.T, limit time.Duration, try func(start time.Time) bool) {
 	t.Helper()
-	for i := range 5 {
+	for i := range 10 {
 		start := time.Now()
 		if try(start) {
 			return
 		}
-		t.Logf("try %d took %v, longer than the %v lock it checks; trying again with fresh keys", i+1, time.Since(start).Round(time.Millisecond), ShortLockTTL)
+		t.Logf("try %d took %v, longer than the %v it checks within; trying again with fresh keys", i+1, time.Since(start).Round(time.Millisecond), limit)
 	}
-	t.Fatalf("five tries each took longer than the %v lock they check: the backend is too slow for this subtest", ShortLockTTL)
+	t.Fatalf("ten tries each took longer than the %v they check within: the backend is too slow for this subtest", limit)
 }
 
-// late reports whether a lock of ShortLockTTL taken at start may have expired.
-func late(start time.Time) bool { return time.Since(start) >= ShortLockTTL }
+// late reports whether state that lives limit, written at start, may have
+// expired.
+func late(start time.Time, limit time.Duration) bool { return time.Since(start) >= limit }
 
 // eventually polls cond until it holds, bounded by ExpiryWait.
 func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
