@@ -6,10 +6,12 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -184,6 +186,72 @@ func mustAtoi(t *testing.T, s string) int {
 	return n
 }
 
+// fetchOne fetches one delivery from cons for a client that never
+// acknowledges it, and returns it.
+func fetchOne(t *testing.T, cons jetstream.Consumer, i int) jetstream.Msg {
+	t.Helper()
+	b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []jetstream.Msg
+	for m := range b.Messages() {
+		got = append(got, m)
+	}
+	if len(got) != 1 {
+		t.Fatalf("fetch %d: %d messages, want 1 (err %v)", i, len(got), b.Error())
+	}
+	return got[0]
+}
+
+// hold keeps m in progress, as its client would while still alive, until
+// release is called (at the latest when the test ends); then m's AckWait
+// runs as for a client that crashed.
+func (e *env) hold(m jetstream.Msg) (release func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if err := m.InProgress(); err != nil {
+				e.t.Errorf("in progress: %v", err)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	release = sync.OnceFunc(func() { close(stop); <-done })
+	e.t.Cleanup(release)
+	return release
+}
+
+// waitWatching waits until the max-deliveries advisory subscription of the
+// worker the test started has reached the server. The advisory is a core
+// NATS message, lost when nobody listens: a test lets the last delivery's
+// AckWait run only once the worker listens, since a worker may take longer
+// than AckWait to start on a busy machine.
+func (e *env) waitWatching() {
+	e.t.Helper()
+	subject := e.sc.MaxDeliveriesAdvisory()
+	testenv.Eventually(e.t, wait, func() bool {
+		sz, err := e.nats.Server().Subsz(&server.SubszOptions{Subscriptions: true, Test: subject})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, sub := range sz.Subs {
+			if sub.Queue == advisoryQueue {
+				return true
+			}
+		}
+		return false
+	}, "the worker did not subscribe to %s", subject)
+}
+
 // An event whose deliveries run out without any worker settling it (here a
 // client that fetches and never acks, as a crashed worker) is dead-lettered
 // from JetStream's max-deliveries advisory.
@@ -198,25 +266,17 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	}
 	ev := e.event()
 	payload, seq := e.publish(ev)
-	// Two deliveries to a "crashed worker": fetched, never acknowledged.
-	for i := range 2 {
-		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for range b.Messages() {
-			got++
-		}
-		if got != 1 {
-			t.Fatalf("fetch %d: %d messages, want 1 (err %v)", i, got, b.Error())
-		}
-	}
+	// Two deliveries to a "crashed worker": fetched, never acknowledged; it
+	// dies holding the second once the worker listens for the advisory.
+	fetchOne(t, cons, 0)
+	release := e.hold(fetchOne(t, cons, 1))
 	var ran atomic.Int32
 	r := e.start(Config{}, HandlerFunc(func(context.Context, messages.Event) error {
 		ran.Add(1)
 		return nil
 	}))
+	e.waitWatching()
+	release()
 	testenv.Eventually(t, wait, func() bool { return len(e.dlq()) == 1 }, "no dead letter from the advisory")
 	checkLetter(t, e.dlq()[0], ev, payload, seq, 2, ReasonMaxDeliveries)
 	if n := ran.Load(); n != 0 {
@@ -239,12 +299,7 @@ func TestMaxDeliveriesAdvisorySkipsDone(t *testing.T) {
 	}
 	ev := e.event()
 	e.publish(ev)
-	b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range b.Messages() {
-	}
+	release := e.hold(fetchOne(t, cons, 0))
 	// The slow run finished and marked the key done, but never acked.
 	lease, err := e.store.Begin(e.ctx(), ev.Key, dedupe.BeginOptions{TTL: time.Minute})
 	if err != nil {
@@ -254,6 +309,8 @@ func TestMaxDeliveriesAdvisorySkipsDone(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.start(Config{}, HandlerFunc(func(context.Context, messages.Event) error { return nil }))
+	e.waitWatching()
+	release()
 	// The advisory comes once AckWait passes.
 	testenv.Eventually(t, wait, func() bool { return value(r.w.metrics.advisories.WithLabelValues("done")) == 1 },
 		"advisory not handled")

@@ -26,6 +26,7 @@ import (
 // (private, so stream subjects never clash between tests) and Redis.
 type env struct {
 	t     *testing.T
+	nats  *testenv.NATS
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	rdb   *redis.Client
@@ -67,7 +68,7 @@ func newEnv(t *testing.T, sc streams.Config, redisURL string) *env {
 	opts.DialTimeout = time.Second
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
-	e := &env{t: t, nc: nc, js: js, rdb: rdb, store: dedupe.NewRedis(rdb, dedupe.RedisOptions{}), sc: sc}
+	e := &env{t: t, nats: n, nc: nc, js: js, rdb: rdb, store: dedupe.NewRedis(rdb, dedupe.RedisOptions{}), sc: sc}
 	if err := streams.Ensure(e.ctx(), js, sc); err != nil {
 		t.Fatalf("streams: %v", err)
 	}

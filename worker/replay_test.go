@@ -15,7 +15,10 @@ func TestReplayOutcomes(t *testing.T) {
 	var c calls
 	failing := errors.New("downstream refused")
 	hung := make(chan struct{}, 1)
-	w, err := New(Config{Streams: e.sc, LockTTL: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond}, e.js, e.store,
+	// Each store call of a run is bounded by Heartbeat, and a replay's first
+	// failed Begin is final: Heartbeat leaves a busy machine's Redis time to
+	// answer, and LockTTL leaves the heartbeat as much time to be late.
+	w, err := New(Config{Streams: e.sc, LockTTL: 2 * time.Second, Heartbeat: 500 * time.Millisecond}, e.js, e.store,
 		HandlerFunc(func(ctx context.Context, ev messages.Event) error {
 			c.add(ctx, ev.Key)
 			switch ev.Type {
@@ -24,7 +27,7 @@ func TestReplayOutcomes(t *testing.T) {
 			case "slow":
 				// Outlives LockTTL: the heartbeat must keep the lock.
 				select {
-				case <-time.After(time.Second):
+				case <-time.After(3 * time.Second):
 				case <-ctx.Done():
 					return ctx.Err()
 				}
