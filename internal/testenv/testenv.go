@@ -372,15 +372,29 @@ func (h *portHold) release() {
 	<-h.done
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// handedOut holds every port FreePort returned in this process.
+var handedOut sync.Map
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that FreePort has not returned before in this process: the kernel may hand
+// the same ephemeral port to two listeners opened one after the other, and
+// two servers of one test (an ingress's webhook and admin ports) must not
+// both be given it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testenv: no free port that was not handed out before")
+	return 0
 }
 
 // Eventually polls cond every 10 ms until it returns true or timeout passes,

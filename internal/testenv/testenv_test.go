@@ -107,3 +107,16 @@ func TestDynaliteOutlivesAbortedClient(t *testing.T) {
 		}
 	}
 }
+
+// FreePort never returns one port twice: the chaos suite once gave an
+// ingress the same port for its webhook and admin listeners.
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for i := range 3000 {
+		p := FreePort(t)
+		if seen[p] {
+			t.Fatalf("call %d: port %d returned before", i, p)
+		}
+		seen[p] = true
+	}
+}
