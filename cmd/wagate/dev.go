@@ -289,7 +289,7 @@ func loadDevSecrets(cfg config.Config) (devSecrets, error) {
 	}
 	if changed {
 		b, _ := json.MarshalIndent(s, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		if err := writeWhole(path, append(b, '\n')); err != nil {
 			return s, fmt.Errorf("dev: %w", err)
 		}
 	}

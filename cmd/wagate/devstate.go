@@ -36,13 +36,35 @@ type devState struct {
 	Consumer      string `json:"consumer"`
 }
 
-// writeDevState records s in dir.
+// writeDevState records s in dir (see writeWhole).
 func writeDevState(dir string, s devState) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, devStateFile), append(b, '\n'), 0o600); err != nil {
+	if err := writeWhole(filepath.Join(dir, devStateFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	return nil
+}
+
+// writeWhole writes data to path through a temporary file of the same folder
+// renamed into place (mode 0600), so that a tool reading path while dev
+// writes it, or after dev died in the middle, sees the whole file or the one
+// before, never a part.
+func writeWhole(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // readDevState returns the record of the "wagate dev" whose data folder is

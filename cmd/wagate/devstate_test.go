@@ -92,3 +92,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A tool reading dev's record while dev writes it sees the whole record,
+// never a part (make test once read it empty: "unexpected end of JSON
+// input").
+func TestDevStateWrittenWhole(t *testing.T) {
+	dir := t.TempDir()
+	st := devState{PID: 1, NATSURL: "nats://127.0.0.1:4223", WebhookURL: "http://127.0.0.1:8080", DedupeBackend: "nats",
+		EventsStream: "WAGATE_EVENTS", DLQStream: "WAGATE_DLQ", Consumer: "wagate-workers"}
+	if err := writeDevState(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var werr error
+	go func() {
+		defer close(done)
+		for i := range 500 {
+			st.PID = i
+			if werr = writeDevState(dir, st); werr != nil {
+				return
+			}
+		}
+	}()
+	for reads := 0; ; reads++ {
+		select {
+		case <-done:
+			if werr != nil {
+				t.Fatalf("writeDevState: %v", werr)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Errorf("%d files in the data folder after the writes, want only %s", len(entries), devStateFile)
+			}
+			return
+		default:
+		}
+		if got, ok, err := readDevState(dir); err != nil || !ok || got.NATSURL != st.NATSURL {
+			t.Fatalf("read %d while dev writes: %+v, ok %t, %v", reads, got, ok, err)
+		}
+	}
+}
