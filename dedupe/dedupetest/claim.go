@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wagate/wagate/dedupe"
 )
@@ -324,48 +323,22 @@ func testHorizon(t *testing.T, newStore storeFunc) {
 	s, c := newStore(t, ShortHorizon), ctx(t)
 
 	// A claim lives the horizon.
-	var claimed string
-	inTime(t, ShortHorizon, func(start time.Time) bool {
-		claimed = newKey(t)
-		claimOne(t, c, s, ownerA, claimed, dedupe.Absent)
-		r := lookup(t, c, s, claimed)
-		if late(start, ShortHorizon) {
-			return false
-		}
-		wantRecord(t, claimed, r, ShortHorizon, dedupe.Pending, 0, false)
-		return true
+	claimed, r := written(t, c, s, ShortHorizon, func(k string) error {
+		claimOne(t, c, s, ownerA, k, dedupe.Absent)
+		return nil
 	})
+	wantRecord(t, claimed, r, ShortHorizon, dedupe.Pending, 0, false)
 	// Done keeps the horizon as TTL; so does a state that Begin creates.
-	var done string
-	inTime(t, ShortHorizon, func(start time.Time) bool {
-		done = newKey(t)
-		claimOne(t, c, s, ownerA, done, dedupe.Absent)
-		l := begin(t, c, s, done, lock(LockTTL))
-		err := s.Finish(c, l)
-		if late(start, ShortHorizon) {
-			return false
-		}
-		if err != nil {
-			t.Fatalf("Finish: %v", err)
-		}
-		r := lookup(t, c, s, done)
-		if late(start, ShortHorizon) {
-			return false
-		}
-		wantRecord(t, done, r, ShortHorizon, dedupe.Done, 1, false)
-		return true
+	done, r := written(t, c, s, ShortHorizon, func(k string) error {
+		claimOne(t, c, s, ownerA, k, dedupe.Absent)
+		return s.Finish(c, begin(t, c, s, k, lock(LockTTL)))
 	})
-	var begun string
-	inTime(t, ShortLockTTL, func(start time.Time) bool {
-		begun = newKey(t)
-		begin(t, c, s, begun, lock(ShortLockTTL))
-		r := lookup(t, c, s, begun)
-		if late(start, ShortLockTTL) {
-			return false
-		}
-		wantRecord(t, begun, r, ShortHorizon, dedupe.Accepted, 1, true)
-		return true
+	wantRecord(t, done, r, ShortHorizon, dedupe.Done, 1, false)
+	begun, r := written(t, c, s, ShortLockTTL, func(k string) error {
+		begin(t, c, s, k, lock(ShortLockTTL))
+		return nil
 	})
+	wantRecord(t, begun, r, ShortHorizon, dedupe.Accepted, 1, true)
 
 	for _, k := range []string{claimed, done, begun} {
 		eventually(t, func() bool {

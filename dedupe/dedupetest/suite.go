@@ -226,6 +226,26 @@ func inTime(t *testing.T, limit time.Duration, try func(start time.Time) bool) {
 	t.Fatalf("ten tries each took longer than the %v they check within: the backend is too slow for this subtest", limit)
 }
 
+// written calls write on a fresh key, then looks the key up, and returns
+// both, within limit of the write's start (see inTime): write makes state
+// that lives limit, and its error fails the subtest.
+func written(t *testing.T, c context.Context, s dedupe.Store, limit time.Duration, write func(key string) error) (key string, r dedupe.Record) {
+	t.Helper()
+	inTime(t, limit, func(start time.Time) bool {
+		key = newKey(t)
+		err := write(key)
+		r = lookup(t, c, s, key)
+		if late(start, limit) {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("writing %s: %v", key, err)
+		}
+		return true
+	})
+	return key, r
+}
+
 // late reports whether state that lives limit, written at start, may have
 // expired.
 func late(start time.Time, limit time.Duration) bool { return time.Since(start) >= limit }
