@@ -385,40 +385,10 @@ func startSentinel(t testing.TB, masterPort int) *sentinel {
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("redis-server", conf, "--sentinel")
-		if err := cmd.Start(); err != nil {
-			unavailable(t, "start redis-server --sentinel: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		sn := &sentinel{port: port, cmd: cmd}
-		c := redis.NewClient(&redis.Options{Addr: sn.addr(), MaxRetries: -1})
-		deadline := time.Now().Add(10 * time.Second)
-		var err error
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			err = c.Ping(ctx).Err()
-			cancel()
-			if err == nil {
-				break
-			}
-			select {
-			case <-exited:
-			default:
-				if time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			break
-		}
-		_ = c.Close()
+		sn := &sentinel{port: port}
+		cmd, exited, err := startPinged(t, sn.addr(), "redis-server", conf, "--sentinel")
 		if err == nil {
+			sn.cmd = cmd
 			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
 			return sn
 		}

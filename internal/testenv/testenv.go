@@ -123,9 +123,9 @@ type Redis struct {
 	args    []string
 	mu      sync.Mutex
 	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has exited
-	started bool          // the first start succeeded: the ports are the server's
-	hold    *portHold     // keeps the port while stopped
+	exited  <-chan struct{} // closed when cmd has exited
+	started bool            // the first start succeeded: the ports are the server's
+	hold    *portHold       // keeps the port while stopped
 }
 
 // StartRedis starts a private redis-server from PATH, with extra
@@ -200,17 +200,31 @@ func (r *Redis) startOnce() error {
 		"--dir", r.dir, "--save", "", "--appendonly", "no",
 		"--logfile", filepath.Join(r.dir, "redis.log"),
 	}, r.args...)
-	cmd := exec.Command("redis-server", args...)
+	cmd, exited, err := startPinged(r.t, r.Addr(), "redis-server", args...)
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+		return fmt.Errorf("%w; its log ends: %s", err, tail(log, 300))
+	}
+	r.cmd, r.exited = cmd, exited
+	return nil
+}
+
+// startPinged starts name with args and waits until the Redis protocol
+// server it runs answers PING on addr, for at most 10 s. It returns the
+// process and a channel closed when it has exited; or, when the process
+// exits first or does not answer in time (it is then killed), an error, with
+// no process left.
+func startPinged(t testing.TB, addr, name string, args ...string) (*exec.Cmd, <-chan struct{}, error) {
+	cmd := exec.Command(name, args...)
 	if err := cmd.Start(); err != nil {
-		unavailable(r.t, "start redis-server: %v", err)
+		unavailable(t, "start %s: %v", name, err)
 	}
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	r.cmd, r.exited = cmd, exited
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -218,20 +232,17 @@ func (r *Redis) startOnce() error {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return nil
+			return cmd, exited, nil
 		}
 		select {
 		case <-exited:
-			r.cmd = nil
-			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
-			return fmt.Errorf("redis-server exited: %v; its log ends: %s", err, tail(log, 300))
+			return nil, nil, fmt.Errorf("%s exited: %v", name, err)
 		default:
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			r.cmd = nil
-			return err
+			return nil, nil, err
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
