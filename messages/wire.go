@@ -57,8 +57,8 @@ const maxToken = 64
 // '_', an empty token is "_", and a token is cut at 64 bytes).
 // Attacker-controlled text never adds a subject level or a wildcard. The
 // conversation travels in HeaderConversation, not in the subject, so that
-// the stream's subjects stay few (accounts × kinds × 64), whatever the
-// number of conversations.
+// the stream's subjects stay few (providers × kinds × accounts × Slots),
+// whatever the number of conversations.
 func Subject(ev Event) string {
 	subject, _ := Route(ev)
 	return subject
