@@ -315,6 +315,46 @@ func TestBusyNeverDeadLettersAHealthyEvent(t *testing.T) {
 	}
 }
 
+// A busy event held on its last delivery whose holder is alive and finishes
+// is acknowledged as a duplicate: the handler does not run again, nothing is
+// dead-lettered.
+func TestBusyOnLastDeliveryAckedWhenHolderFinishes(t *testing.T) {
+	sc := testStreams()
+	sc.MaxDeliver = 2
+	e := newEnv(t, sc, "")
+	ev := e.event()
+	held, err := e.store.Begin(e.ctx(), ev.Key, dedupe.BeginOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("Begin of the holder: %v", err)
+	}
+	var c calls
+	r := e.start(Config{Heartbeat: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		c.add(ctx, ev.Key)
+		return nil
+	}))
+	e.publish(ev)
+
+	// The first delivery is Nak'd busy; the second, the last, is held.
+	testenv.Eventually(t, wait, func() bool {
+		return r.outcomes(outcomeBusy) == 1 && e.consumer().Delivered.Consumer >= 2
+	}, "the last delivery never came")
+	if n := len(e.dlq()); n != 0 {
+		t.Fatalf("%d dead letters while the holder runs", n)
+	}
+	if err := e.store.Finish(e.ctx(), held); err != nil {
+		t.Fatalf("Finish of the holder: %v", err)
+	}
+	testenv.Eventually(t, wait, func() bool {
+		return r.outcomes(outcomeDuplicate) == 1 && e.settled()
+	}, "held event not acknowledged after its holder finished")
+	if n := len(c.of(ev.Key)); n != 0 {
+		t.Errorf("handler ran %d times for an event its holder finished", n)
+	}
+	if n := len(e.dlq()); n != 0 {
+		t.Errorf("%d dead letters for an event its holder finished", n)
+	}
+}
+
 // H: shutdown lets in-flight handlers finish within ShutdownTimeout.
 func TestShutdownFinishesInFlight(t *testing.T) {
 	e := newEnv(t, testStreams(), "")
