@@ -134,7 +134,7 @@ type orderer struct {
 	readyCh chan struct{} // one token: ready grew
 	room    chan struct{} // closed and replaced when ready shrinks or an event is settled
 	maxHeld int           // the most events one partition holds here
-	stop    context.CancelCauseFunc
+	stop    context.CancelCauseFunc // ends consumeOrdered; a non-nil cause is Run's error
 }
 
 // newOrderer ensures the partition consumers and the member bucket.
@@ -234,7 +234,7 @@ func (w *Worker) consumeOrdered(ctx, hardCtx context.Context, inflight *sync.Wai
 			loops.Wait()
 			o.handBack()
 			if outer.Err() == nil {
-				return context.Cause(ctx) // fail's error
+				return context.Cause(ctx) // a pull loop's stop
 			}
 			return nil
 		}
@@ -538,7 +538,7 @@ func (o *orderer) pull(ctx context.Context, part *partition) {
 		default:
 			recreate := func(ctx context.Context) error { return o.reensure(ctx, part) }
 			if stop := w.fetchFailed(ctx, err, recreate, slog.Int("partition", part.p)); stop != nil {
-				o.fail(stop)
+				o.stop(stop) // Run returns it
 				return
 			}
 			continue
@@ -571,12 +571,6 @@ func (o *orderer) reensure(ctx context.Context, part *partition) error {
 	part.pin = ""
 	o.mu.Unlock()
 	return nil
-}
-
-// fail stops the ordered consuming with err (the NATS connection closed).
-func (o *orderer) fail(err error) {
-	o.w.log.Error("worker: stopping", slog.Any("error", err))
-	o.stop(err)
 }
 
 // sleep waits d or until ctx ends.
