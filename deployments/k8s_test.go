@@ -474,8 +474,10 @@ func checkManifests(t *testing.T, dir string) (m manifests, ingress, worker work
 				dir, *hi, streams.Partitions)
 		}
 	default:
-		if n := int(*hi) * worker.cfg.WorkerConcurrency; n > worker.cfg.MaxAckPending {
-			t.Errorf("%s: maxReplicaCount %d × WAGATE_WORKER_CONCURRENCY %d = %d handlers, above WAGATE_MAX_ACK_PENDING %d: the extra replicas would idle",
+		// A worker holds up to twice its handlers: those running and as
+		// many fetched ahead.
+		if n := 2 * int(*hi) * worker.cfg.WorkerConcurrency; n > worker.cfg.MaxAckPending {
+			t.Errorf("%s: 2 × maxReplicaCount %d × WAGATE_WORKER_CONCURRENCY %d = %d messages held, above WAGATE_MAX_ACK_PENDING %d: the extra replicas would idle",
 				dir, *hi, worker.cfg.WorkerConcurrency, n, worker.cfg.MaxAckPending)
 		}
 	}

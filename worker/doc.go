@@ -2,8 +2,9 @@
 // each event once (design §2, §4, §5, §7).
 //
 // Worker processes share one durable pull consumer (messages/streams). Each
-// Worker holds at most Config.Concurrency messages at a time, each in its own
-// handler. For every delivery:
+// Worker runs at most Config.Concurrency handlers at a time, and holds at
+// most twice as many messages: as many again fetched ahead, waiting for a
+// runner. For every delivery:
 //
 //	decode         payload not an event        → dead letter, Term
 //	store.Begin    key done                    → Ack (handler not run)
@@ -32,8 +33,14 @@
 // Under load the worker shares its round trips between messages (design
 // §2), without ever waiting for a timer:
 //
-//   - Begin: the messages of one pull that have arrived together are begun
-//     in one store call (dedupe.BeginAll: one Redis pipeline), before their
+//   - Pulls: a pull asks for at least Concurrency messages, half of what a
+//     Worker holds, unless its runners would otherwise go idle; the messages
+//     fetched ahead wait for a runner without a lock, and are told
+//     InProgress every Heartbeat while they wait, so that waiting spends no
+//     delivery. At shutdown they are Nak'd for another worker at once.
+//   - Begin: the messages handed together to the runners that are idle
+//     (those that went idle while the previous Begin was on the wire) are
+//     begun in one store call (dedupe.BeginAll: one Redis pipeline), before their
 //     handlers start; a store error there is not final, the message's own
 //     Begin is then retried as above.
 //   - Done marks: the runs that finish while a done mark is on the wire are
@@ -87,7 +94,8 @@
 // # Shutdown
 //
 // When Run's context is cancelled the worker stops fetching at once (a
-// message arriving then is Nak'd for another worker), lets in-flight handlers
+// message arriving then, or fetched ahead and waiting for a runner, is Nak'd
+// for another worker), lets in-flight handlers
 // finish for Config.ShutdownTimeout, then cancels their contexts. A cancelled
 // handler's lock is released and its message Nak'd without delay. Run returns
 // once every handler has returned: a handler that ignores its context holds

@@ -131,9 +131,9 @@ type orderer struct {
 	mu      sync.Mutex
 	owned   map[int]*partition
 	ready   []*entry
-	readyCh chan struct{} // one token: ready grew
-	room    chan struct{} // closed and replaced when ready shrinks or an event is settled
-	maxHeld int           // the most events one partition holds here
+	readyCh chan struct{}           // one token: ready grew
+	room    chan struct{}           // closed and replaced when ready shrinks or an event is settled
+	maxHeld int                     // the most events one partition holds here
 	stop    context.CancelCauseFunc // ends consumeOrdered; a non-nil cause is Run's error
 }
 

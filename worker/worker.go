@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +22,8 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultConcurrency is Config.Concurrency's default: messages in flight
-	// per Worker.
+	// DefaultConcurrency is Config.Concurrency's default: handlers in
+	// flight per Worker.
 	DefaultConcurrency = 8
 	// DefaultLockTTL is Config.LockTTL's default: 30 s.
 	DefaultLockTTL = 30 * time.Second
@@ -43,8 +44,10 @@ type Config struct {
 	// never).
 	Streams streams.Config
 
-	// Concurrency is how many messages one Worker holds at once: fetched from
-	// JetStream and not yet acknowledged, each in its own handler. Default 8.
+	// Concurrency is how many handlers one Worker runs at once. It holds up
+	// to twice as many messages, fetched from JetStream and not yet
+	// acknowledged: those running, and as many fetched ahead, waiting for a
+	// runner (not yet begun, and kept in progress). Default 8.
 	Concurrency int
 
 	// LockTTL is how long an event's lock lives unless extended; the worker
@@ -280,44 +283,70 @@ type job struct {
 // runs them on Concurrency runners, goroutines owned by inflight that live as
 // long as consume: a goroutine per message would grow a fresh stack for each
 // (the path through the dedupe store's client is deep).
+//
+// It holds up to 2 × Concurrency deliveries: those running, and as many
+// fetched ahead, waiting for a runner. A pull asks for at least Concurrency
+// messages (half of what it may hold) unless the runners would otherwise go
+// idle, so that a pull request, JetStream's most costly operation per
+// message here, is shared by many messages; and a runner that finishes finds
+// its next message already here. A message waiting for a runner is not
+// begun (its lock is taken only when a runner is free for it) and is kept in
+// progress every Heartbeat; when Run stops, the waiting ones are Nak'd for
+// another worker at once.
 func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, inflight *sync.WaitGroup) error {
-	slots := make(chan struct{}, w.cfg.Concurrency)
+	runners := w.cfg.Concurrency
+	held := make(chan struct{}, 2*runners)
 	release := func(n int) {
 		for range n {
-			<-slots
+			<-held
 		}
 	}
-	// Every job holds one of slots, so a send on jobs never waits.
-	jobs := make(chan job, w.cfg.Concurrency)
-	for range w.cfg.Concurrency {
+	// idle holds a token per runner waiting for a job, so a send on jobs
+	// never waits.
+	idle := make(chan struct{}, runners)
+	jobs := make(chan job, runners)
+	for range runners {
+		idle <- struct{}{}
 		inflight.Go(func() {
 			for j := range jobs {
 				w.process(hardCtx, ctx.Done(), j.m, j.pre)
 				w.metrics.inFlight.Dec()
 				release(1)
+				idle <- struct{}{}
 			}
 		})
 	}
-	// One goroutine begins the runs of fetched groups and hands them to the
-	// runners: the groups that arrive while a Begin is on the wire are begun
-	// together by the next one. Every group holds slots, so a send on
-	// fetched never waits either.
-	fetched := make(chan []jetstream.Msg, w.cfg.Concurrency)
+	// One goroutine hands the fetched messages to idle runners: those that
+	// find runners idle together (the runners that went idle while the
+	// previous Begin was on the wire) are begun in one round trip
+	// (dedupe.BeginAll). Every fetched group holds slots of held, so a send
+	// on fetched never waits either.
+	fetched := make(chan []jetstream.Msg, 2*runners)
 	defer close(fetched)
 	inflight.Go(func() {
 		defer close(jobs)
-		for group := range fetched {
-			w.startGroup(takeWaiting(group, fetched), jobs)
-		}
+		w.dispatch(ctx, fetched, idle, jobs, release)
 	})
 	for {
-		// Wait for one free slot, then take every other free one.
+		// Wait for one free slot, then take every other free one; ask for
+		// at least half of held, unless nothing waits for a runner (then
+		// the runners are busy with at most runners of them, and half is
+		// free).
 		select {
-		case slots <- struct{}{}:
+		case held <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		n := takeFree(slots, w.cfg.Concurrency)
+		n := takeFree(held, 2*runners)
+		for n < runners {
+			select {
+			case held <- struct{}{}:
+				n++
+			case <-ctx.Done():
+				release(n)
+				return nil
+			}
+		}
 
 		// The pull ends when ctx does; JetStream expires it a little before
 		// fctx's deadline.
@@ -332,17 +361,14 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			continue
 		}
 		// Messages arrive one by one: each group holds the first to arrive
-		// and every other one already there, and its runs are begun in one
-		// round trip (dedupe.BeginAll) before their handlers start.
+		// and every other one already there.
 		msgs := batch.Messages()
 		for group := range groups(msgs) {
 			n -= len(group)
 			if ctx.Err() != nil {
 				// Arrived while stopping: hand them straight to another worker.
-				for _, m := range group {
-					w.nak(m, 0, w.log.With(slog.String("key", m.Headers().Get(nats.MsgIdHdr)), slog.String("subject", m.Subject())))
-					release(1)
-				}
+				w.handBack(group)
+				release(len(group))
 				continue
 			}
 			w.metrics.inFlight.Add(float64(len(group)))
@@ -355,6 +381,84 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 				return stop
 			}
 		}
+	}
+}
+
+// dispatch hands the messages of fetched to the runners through jobs, in
+// the order they came, each when a runner is idle (a token of idle), and
+// begins those it hands over together in one round trip. The messages
+// waiting for a runner are kept in progress every Heartbeat. When ctx ends
+// or fetched is closed, the waiting ones are Nak'd for another worker, and
+// release frees their slots.
+func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, idle chan struct{}, jobs chan<- job, release func(int)) {
+	var (
+		waiting []jetstream.Msg
+		since   time.Time // the waiting messages' last InProgress, or fetch
+	)
+	keepAlive := time.NewTicker(w.cfg.Heartbeat / 2)
+	defer keepAlive.Stop()
+	handBack := func() {
+		w.handBack(waiting)
+		w.metrics.inFlight.Sub(float64(len(waiting)))
+		release(len(waiting))
+		waiting = nil
+	}
+	for {
+		if len(waiting) == 0 {
+			group, ok := <-fetched
+			if !ok {
+				return
+			}
+			waiting, since = group, time.Now()
+		}
+		select {
+		case <-idle:
+		case group, ok := <-fetched:
+			if !ok {
+				handBack()
+				return
+			}
+			waiting = append(waiting, group...)
+			continue
+		case <-keepAlive.C:
+			if time.Since(since) >= w.cfg.Heartbeat/2 {
+				for _, m := range waiting {
+					if err := m.InProgress(); err != nil {
+						w.metrics.heartbeatErrors.WithLabelValues("in_progress").Inc()
+					}
+				}
+				since = time.Now()
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			idle <- struct{}{}
+			handBack()
+			continue
+		}
+		// One runner is idle: take every other idle one, up to the
+		// messages waiting, and with them the messages fetched meanwhile.
+		n := 1
+	more:
+		for n < len(waiting) {
+			select {
+			case <-idle:
+				n++
+			default:
+				break more
+			}
+		}
+		group := slices.Clone(waiting[:n])
+		waiting = slices.Delete(waiting, 0, n)
+		w.startGroup(group, jobs)
+	}
+}
+
+// handBack Naks msgs at once, for another worker: they arrived or waited
+// while Run was stopping, and none of them was begun.
+func (w *Worker) handBack(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		w.nak(m, 0, w.log.With(slog.String("key", m.Headers().Get(nats.MsgIdHdr)), slog.String("subject", m.Subject())))
 	}
 }
 
@@ -371,22 +475,6 @@ func takeFree(slots chan struct{}, limit int) int {
 		}
 	}
 	return n
-}
-
-// takeWaiting returns group with the messages of every other group already
-// waiting in fetched appended.
-func takeWaiting(group []jetstream.Msg, fetched <-chan []jetstream.Msg) []jetstream.Msg {
-	for {
-		select {
-		case more, ok := <-fetched:
-			if !ok {
-				return group
-			}
-			group = append(group, more...)
-		default:
-			return group
-		}
-	}
 }
 
 // startGroup begins the runs of msgs, fetched together, in one round trip

@@ -183,23 +183,27 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 	return c, nil
 }
 
-// bareConsume fetches as many messages as it has free slots, as the worker
-// does, and Acks each on its own goroutine, as the worker does.
+// bareConsume pulls as the worker does (it holds up to 2 × concurrency
+// messages and asks for at least concurrency at a time, see worker.Worker's
+// consume) and Acks each on its own goroutine, as the worker does.
 func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, first *atomic.Int64) {
-	slots := make(chan struct{}, concurrency)
+	held := make(chan struct{}, 2*concurrency)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	for ctx.Err() == nil {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		n := 1
-	more:
+		n := 0
 		for n < concurrency {
 			select {
-			case slots <- struct{}{}:
+			case held <- struct{}{}:
+				n++
+			case <-ctx.Done():
+				return
+			}
+		}
+	more:
+		for n < 2*concurrency {
+			select {
+			case held <- struct{}{}:
 				n++
 			default:
 				break more
@@ -210,7 +214,7 @@ func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, 
 		if err != nil {
 			cancel()
 			for range n {
-				<-slots
+				<-held
 			}
 			continue
 		}
@@ -218,13 +222,13 @@ func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, 
 			n--
 			first.CompareAndSwap(0, time.Now().UnixNano())
 			inflight.Go(func() {
-				defer func() { <-slots }()
+				defer func() { <-held }()
 				_ = m.Ack()
 			})
 		}
 		cancel()
 		for range n {
-			<-slots
+			<-held
 		}
 	}
 }

@@ -1,0 +1,90 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/testenv"
+	"github.com/wagate/wagate/messages"
+)
+
+// A message fetched ahead, waiting for a runner while the only one runs a
+// handler longer than AckWait, is kept in progress: JetStream never
+// redelivers it, and it runs once, on its first delivery.
+func TestWaitingKeptInProgress(t *testing.T) {
+	sc := testStreams()
+	sc.AckWait = time.Second
+	e := newEnv(t, sc, "")
+	first, second := e.event(), e.event()
+	e.publish(first)
+	e.publish(second)
+
+	var (
+		mu         sync.Mutex
+		deliveries = map[string][]uint64{}
+	)
+	running := make(chan struct{})
+	r := e.start(Config{Concurrency: 1, Heartbeat: 200 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		run, _ := RunFromContext(ctx)
+		mu.Lock()
+		deliveries[ev.Key] = append(deliveries[ev.Key], run.Delivery)
+		n := len(deliveries)
+		mu.Unlock()
+		if n == 1 {
+			close(running)
+			time.Sleep(3 * sc.AckWait) // the heartbeat keeps this one alive
+		}
+		return nil
+	}))
+	<-running
+	// Both were fetched: one runs, the other waits for the runner.
+	if info := e.consumer(); info.NumAckPending != 2 {
+		t.Fatalf("ack pending %d while the first handler runs, want 2 (one running, one fetched ahead)", info.NumAckPending)
+	}
+	testenv.Eventually(t, wait, func() bool { return r.outcomes(outcomeDone) == 2 && e.settled() }, "events not done")
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range []string{first.Key, second.Key} {
+		if got := deliveries[k]; len(got) != 1 || got[0] != 1 {
+			t.Errorf("%s ran on deliveries %v, want once, on delivery 1", k, got)
+		}
+	}
+	if n := value(r.w.metrics.redeliveries); n != 0 {
+		t.Errorf("%v redeliveries, want 0: a message waiting for a runner was not kept in progress", n)
+	}
+}
+
+// When Run stops, a message fetched ahead and never begun is Nak'd at once,
+// not left to AckWait: another worker runs it without waiting.
+func TestStopHandsBackWaiting(t *testing.T) {
+	sc := testStreams()
+	sc.AckWait = time.Minute // far longer than this test waits
+	e := newEnv(t, sc, "")
+	stuck, waiting := e.event(), e.event()
+	e.publish(stuck)
+	e.publish(waiting)
+
+	started := make(chan struct{})
+	first := e.start(Config{Concurrency: 1, ShutdownTimeout: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	<-started
+	if info := e.consumer(); info.NumAckPending != 2 {
+		t.Fatalf("ack pending %d while the first handler runs, want 2", info.NumAckPending)
+	}
+	first.stop(t)
+	if rec := e.record(waiting.Key); rec.Locked || rec.State == dedupe.Done {
+		t.Fatalf("waiting event after stop: %+v, want neither locked nor done (never begun)", rec)
+	}
+
+	// Left unanswered, the waiting message would come back after AckWait, a
+	// minute: well after this limit.
+	second := e.start(Config{}, HandlerFunc(func(context.Context, messages.Event) error { return nil }))
+	testenv.Eventually(t, 15*time.Second, func() bool { return second.outcomes(outcomeDone) == 2 && e.settled() }, "handed-back events not done well within AckWait")
+}
