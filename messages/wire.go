@@ -476,37 +476,40 @@ const (
 
 // decodeEncoded reads an event in the form Encode writes. ok is false when
 // data is not valid JSON or holds anything that form does not (see Decode).
-// Raw members are copied: the event shares no bytes with data.
+// The event shares no bytes with data: its strings are parts of one copy of
+// data, its raw members parts of another (each cut to its length, so that
+// appending to one never writes into the next).
 func decodeEncoded(data []byte) (ev Event, ok bool) {
 	if !json.Valid(data) {
 		return ev, false
 	}
+	d := &decoder{data: data}
 	seen := 0
 	ok = eachMember(data, func(name []byte, m member) (ok bool) {
 		var bit int
 		switch string(name) {
 		case "key":
-			bit, ok = mKey, decodeInto(&ev.Key, m.value)
+			bit, ok = mKey, d.str(&ev.Key, m.value)
 		case "identity":
-			bit, ok = mIdentity, decodeInto(&ev.Identity, m.value)
+			bit, ok = mIdentity, d.str(&ev.Identity, m.value)
 		case "provider":
-			bit, ok = mProvider, decodeInto(&ev.Provider, m.value)
+			bit, ok = mProvider, d.str(&ev.Provider, m.value)
 		case "kind":
-			bit, ok = mKind, decodeInto((*string)(&ev.Kind), m.value)
+			bit, ok = mKind, d.str((*string)(&ev.Kind), m.value)
 		case "account":
-			bit, ok = mAccount, decodeInto(&ev.Account, m.value)
+			bit, ok = mAccount, d.str(&ev.Account, m.value)
 		case "id":
-			bit, ok = mID, decodeInto(&ev.ID, m.value)
+			bit, ok = mID, d.str(&ev.ID, m.value)
 		case "type":
-			bit, ok = mType, decodeInto(&ev.Type, m.value)
+			bit, ok = mType, d.str(&ev.Type, m.value)
 		case "status":
-			bit, ok = mStatus, decodeInto(&ev.Status, m.value)
+			bit, ok = mStatus, d.str(&ev.Status, m.value)
 		case "from":
-			bit, ok = mFrom, decodeInto(&ev.From, m.value)
+			bit, ok = mFrom, d.str(&ev.From, m.value)
 		case "conversation":
-			bit, ok = mConversation, decodeInto(&ev.Conversation, m.value)
+			bit, ok = mConversation, d.str(&ev.Conversation, m.value)
 		case "direction":
-			bit, ok = mDirection, decodeInto(&ev.Direction, m.value)
+			bit, ok = mDirection, d.str(&ev.Direction, m.value)
 		case "timestamp":
 			bit, ok = mTimestamp, decodeInt(&ev.Timestamp, m.value)
 		case "received_at":
@@ -518,9 +521,9 @@ func decodeEncoded(data []byte) (ev Event, ok bool) {
 		case "errors":
 			bit, ok = mErrors, m.value[0] == '[' && json.Unmarshal(m.value, &ev.Errors) == nil
 		case "item":
-			bit, ok = mItem, decodeRaw(&ev.Item, m.value)
+			bit, ok = mItem, d.raw(&ev.Item, m.value)
 		case "context":
-			bit, ok = mContext, decodeContext(&ev.Context, m.value, &seen)
+			bit, ok = mContext, d.context(&ev.Context, m.value, &seen)
 		}
 		if !ok || seen&bit != 0 {
 			return false
@@ -531,8 +534,8 @@ func decodeEncoded(data []byte) (ev Event, ok bool) {
 	return ev, ok
 }
 
-// decodeContext reads the context member of an event as Encode writes it.
-func decodeContext(c *Context, v []byte, seen *int) bool {
+// context reads the context member of an event as Encode writes it.
+func (d *decoder) context(c *Context, v []byte, seen *int) bool {
 	if v[0] != '{' {
 		return false
 	}
@@ -540,19 +543,19 @@ func decodeContext(c *Context, v []byte, seen *int) bool {
 		var bit int
 		switch string(name) {
 		case "object":
-			bit, ok = mObject, decodeInto(&c.Object, m.value)
+			bit, ok = mObject, d.str(&c.Object, m.value)
 		case "entry_id":
-			bit, ok = mEntryID, decodeInto(&c.EntryID, m.value)
+			bit, ok = mEntryID, d.str(&c.EntryID, m.value)
 		case "entry_time":
 			bit, ok = mEntryTime, decodeInt(&c.EntryTime, m.value)
 		case "field":
-			bit, ok = mField, decodeInto(&c.Field, m.value)
+			bit, ok = mField, d.str(&c.Field, m.value)
 		case "metadata":
-			bit, ok = mMetadata, decodeRaw(&c.Metadata, m.value)
+			bit, ok = mMetadata, d.raw(&c.Metadata, m.value)
 		case "contact":
-			bit, ok = mContact, decodeRaw(&c.Contact, m.value)
+			bit, ok = mContact, d.raw(&c.Contact, m.value)
 		case "frame":
-			bit, ok = mFrame, decodeFrame(&c.Frame, m.value, seen)
+			bit, ok = mFrame, d.frame(&c.Frame, m.value, seen)
 		}
 		if !ok || *seen&bit != 0 {
 			return false
@@ -562,9 +565,9 @@ func decodeContext(c *Context, v []byte, seen *int) bool {
 	})
 }
 
-// decodeFrame reads the frame member of an event's context as Encode
+// frame reads the frame member of an event's context as Encode
 // writes it.
-func decodeFrame(f *Frame, v []byte, seen *int) bool {
+func (d *decoder) frame(f *Frame, v []byte, seen *int) bool {
 	if v[0] != '{' {
 		return false
 	}
@@ -572,17 +575,17 @@ func decodeFrame(f *Frame, v []byte, seen *int) bool {
 		var bit int
 		switch string(name) {
 		case "object":
-			bit, ok = mFrameObject, decodeRaw(&f.Object, m.value)
+			bit, ok = mFrameObject, d.raw(&f.Object, m.value)
 		case "entry_id":
-			bit, ok = mFrameEntryID, decodeRaw(&f.EntryID, m.value)
+			bit, ok = mFrameEntryID, d.raw(&f.EntryID, m.value)
 		case "entry_time":
-			bit, ok = mFrameEntryTime, decodeRaw(&f.EntryTime, m.value)
+			bit, ok = mFrameEntryTime, d.raw(&f.EntryTime, m.value)
 		case "field":
-			bit, ok = mFrameField, decodeRaw(&f.Field, m.value)
+			bit, ok = mFrameField, d.raw(&f.Field, m.value)
 		case "messaging_product":
-			bit, ok = mFrameMessagingProduct, decodeRaw(&f.MessagingProduct, m.value)
+			bit, ok = mFrameMessagingProduct, d.raw(&f.MessagingProduct, m.value)
 		case "array":
-			bit, ok = mFrameArray, decodeRaw(&f.Array, m.value)
+			bit, ok = mFrameArray, d.raw(&f.Array, m.value)
 		case "body":
 			bit, ok = mFrameBody, decodeBool(&f.Body, m.value)
 		case "before":
@@ -616,7 +619,8 @@ func decodeBase64(b *[]byte, v []byte) bool {
 }
 
 // eachMember calls f with each member of the JSON object b (valid JSON) and
-// its name, in document order, and reports whether b is an object whose
+// its name, in document order (each a sub-slice of b, with the capacity of
+// b's rest), and reports whether b is an object whose
 // every name is plain (see member) and f returned true for each member. It
 // stops at the first false.
 func eachMember(b []byte, f func(name []byte, m member) bool) bool {
@@ -633,7 +637,7 @@ func eachMember(b []byte, f func(name []byte, m member) bool) bool {
 		if ke < 0 || b[i] != '"' {
 			return false
 		}
-		m := member{rawName: b[i:ke:ke]}
+		m := member{rawName: b[i:ke]}
 		if !plainString(m.rawName) {
 			return false
 		}
@@ -642,7 +646,7 @@ func eachMember(b []byte, f func(name []byte, m member) bool) bool {
 		if ve < 0 {
 			return false
 		}
-		m.value = b[i:ve:ve]
+		m.value = b[i:ve] // not cut: decoder.offset reads its place from its capacity
 		if !f(m.rawName[1:len(m.rawName)-1], m) {
 			return false
 		}
@@ -654,14 +658,36 @@ func eachMember(b []byte, f func(name []byte, m member) bool) bool {
 	}
 }
 
-// decodeInto sets *s to the JSON string v; false when v is not a string.
-func decodeInto(s *string, v []byte) bool {
+// decoder holds the payload decodeEncoded reads and the two copies of it
+// that the event's strings and raw members are parts of, each made on first
+// use: an event holds a few allocations instead of one per member.
+type decoder struct {
+	data  []byte
+	text  string // string(data)
+	bytes []byte // a copy of data
+}
+
+// offset returns where v, a sub-slice of d.data whose capacity runs to the
+// end of d.data, starts in it.
+func (d *decoder) offset(v []byte) int { return cap(d.data) - cap(v) }
+
+// str sets *s to the JSON string v; false when v is not a string.
+func (d *decoder) str(s *string, v []byte) bool {
 	if v[0] != '"' {
 		return false
 	}
-	var ok bool
-	*s, ok = decodeString(v)
-	return ok
+	inner := v[1 : len(v)-1]
+	if bytes.IndexByte(inner, '\\') >= 0 || !utf8.Valid(inner) {
+		var ok bool
+		*s, ok = decodeString(v)
+		return ok
+	}
+	if d.text == "" {
+		d.text = string(d.data)
+	}
+	off := d.offset(inner)
+	*s = d.text[off : off+len(inner)]
+	return true
 }
 
 // decodeInt sets *n to the JSON integer v, as encoding/json reads it into
@@ -688,13 +714,17 @@ func decodeBool(b *bool, v []byte) bool {
 	return true
 }
 
-// decodeRaw sets *r to a copy of the JSON value v, as encoding/json fills a
+// raw sets *r to a copy of the JSON value v, as encoding/json fills a
 // json.RawMessage; false for null, which it leaves to encoding/json.
-func decodeRaw(r *json.RawMessage, v []byte) bool {
+func (d *decoder) raw(r *json.RawMessage, v []byte) bool {
 	if v[0] == 'n' {
 		return false
 	}
-	*r = append(json.RawMessage(nil), v...)
+	if d.bytes == nil {
+		d.bytes = bytes.Clone(d.data)
+	}
+	off := d.offset(v)
+	*r = json.RawMessage(d.bytes[off : off+len(v) : off+len(v)])
 	return true
 }
 

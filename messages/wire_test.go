@@ -363,3 +363,43 @@ func TestWireCoversEveryField(t *testing.T) {
 		t.Fatalf("decodeEncoded(Encode(ev))\n = %#v\nwant %#v", back, ev)
 	}
 }
+
+// TestDecodeOwnsItsBytes checks that a decoded event shares no bytes with
+// the payload (the worker's NATS client reuses its buffers), and that its
+// raw members share none with each other: appending to one, or writing into
+// it, changes no other.
+func TestDecodeOwnsItsBytes(t *testing.T) {
+	ev := wireEvent(t)
+	ev.Context.Contact = json.RawMessage(`{"wa_id":"15550000001"}`)
+	data, err := ev.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Decode(bytes.Clone(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Context.Metadata == nil || got.Context.Contact == nil || got.Item == nil {
+		t.Fatalf("decoded event lacks raw members: %#v", got)
+	}
+	for i := range data {
+		data[i] = 'x'
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the payload was overwritten:\n%#v\nwant\n%#v", got, want)
+	}
+	for _, r := range []json.RawMessage{got.Item, got.Context.Metadata, got.Context.Contact} {
+		_ = append(r, bytes.Repeat([]byte{'!'}, cap(r)-len(r))...) // fills its capacity, reallocating nothing
+	}
+	got.Item[0] = '!'
+	got.Context.Metadata[len(got.Context.Metadata)-1] = '!'
+	want.Item[0] = '!'
+	want.Context.Metadata[len(want.Context.Metadata)-1] = '!'
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after writes into Item and Metadata:\n%#v\nwant\n%#v", got, want)
+	}
+}
