@@ -474,11 +474,11 @@ func checkManifests(t *testing.T, dir string) (m manifests, ingress, worker work
 				dir, *hi, streams.Partitions)
 		}
 	default:
-		// A worker holds up to twice its handlers: those running and as
-		// many fetched ahead.
-		if n := 2 * int(*hi) * worker.cfg.WorkerConcurrency; n > worker.cfg.MaxAckPending {
-			t.Errorf("%s: 2 × maxReplicaCount %d × WAGATE_WORKER_CONCURRENCY %d = %d messages held, above WAGATE_MAX_ACK_PENDING %d: the extra replicas would idle",
-				dir, *hi, worker.cfg.WorkerConcurrency, n, worker.cfg.MaxAckPending)
+		// A worker holds its running handlers' messages and those it
+		// fetched ahead.
+		if n := int(*hi) * (worker.cfg.WorkerConcurrency + worker.cfg.WorkerPrefetch); n > worker.cfg.MaxAckPending {
+			t.Errorf("%s: maxReplicaCount %d × (WAGATE_WORKER_CONCURRENCY %d + WAGATE_WORKER_PREFETCH %d) = %d messages held, above WAGATE_MAX_ACK_PENDING %d: the extra replicas would idle",
+				dir, *hi, worker.cfg.WorkerConcurrency, worker.cfg.WorkerPrefetch, n, worker.cfg.MaxAckPending)
 		}
 	}
 	if len(so.Spec.Triggers) == 0 {

@@ -3,8 +3,8 @@
 //
 // Worker processes share one durable pull consumer (messages/streams). Each
 // Worker runs at most Config.Concurrency handlers at a time, and holds at
-// most twice as many messages: as many again fetched ahead, waiting for a
-// runner. For every delivery:
+// most Config.Prefetch (default 0) more messages, fetched ahead and waiting
+// for a runner. For every delivery:
 //
 //	decode         payload not an event        → dead letter, Term
 //	store.Begin    key done                    → Ack (handler not run)
@@ -33,11 +33,14 @@
 // Under load the worker shares its round trips between messages (design
 // §2), without ever waiting for a timer:
 //
-//   - Pulls: a pull asks for at least Concurrency messages, half of what a
-//     Worker holds, unless its runners would otherwise go idle; the messages
-//     fetched ahead wait for a runner without a lock, and are told
-//     InProgress every Heartbeat while they wait, so that waiting spends no
-//     delivery. At shutdown they are Nak'd for another worker at once.
+//   - Pulls: a pull asks for every message the Worker has room for. With
+//     Config.Prefetch, it asks for at least Prefetch, unless the runners
+//     would otherwise go idle, and the messages fetched ahead wait for a
+//     runner without a lock, told InProgress every Heartbeat/2 so that
+//     waiting spends no delivery; at shutdown they are Nak'd for another
+//     worker at once. Fewer, larger pulls cost less (JetStream's pull
+//     request is the costliest step per message here), but a worker that
+//     dies spends a delivery of every message it holds.
 //   - Begin: the messages handed together to the runners that are idle
 //     (those that went idle while the previous Begin was on the wire) are
 //     begun in one store call (dedupe.BeginAll: one Redis pipeline), before their

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,9 +12,9 @@ import (
 	"github.com/wagate/wagate/messages"
 )
 
-// A message fetched ahead, waiting for a runner while the only one runs a
-// handler longer than AckWait, is kept in progress: JetStream never
-// redelivers it, and it runs once, on its first delivery.
+// With Prefetch, a message fetched ahead, waiting for a runner while the
+// only one runs a handler longer than AckWait, is kept in progress:
+// JetStream never redelivers it, and it runs once, on its first delivery.
 func TestWaitingKeptInProgress(t *testing.T) {
 	sc := testStreams()
 	sc.AckWait = time.Second
@@ -27,7 +28,7 @@ func TestWaitingKeptInProgress(t *testing.T) {
 		deliveries = map[string][]uint64{}
 	)
 	running := make(chan struct{})
-	r := e.start(Config{Concurrency: 1, Heartbeat: 200 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+	r := e.start(Config{Concurrency: 1, Prefetch: 1, Heartbeat: 200 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
 		run, _ := RunFromContext(ctx)
 		mu.Lock()
 		deliveries[ev.Key] = append(deliveries[ev.Key], run.Delivery)
@@ -58,8 +59,9 @@ func TestWaitingKeptInProgress(t *testing.T) {
 	}
 }
 
-// When Run stops, a message fetched ahead and never begun is Nak'd at once,
-// not left to AckWait: another worker runs it without waiting.
+// When Run stops, a message fetched ahead (Prefetch) and never begun is
+// Nak'd at once, not left to AckWait: another worker runs it without
+// waiting.
 func TestStopHandsBackWaiting(t *testing.T) {
 	sc := testStreams()
 	sc.AckWait = time.Minute // far longer than this test waits
@@ -69,7 +71,7 @@ func TestStopHandsBackWaiting(t *testing.T) {
 	e.publish(waiting)
 
 	started := make(chan struct{})
-	first := e.start(Config{Concurrency: 1, ShutdownTimeout: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+	first := e.start(Config{Concurrency: 1, Prefetch: 1, ShutdownTimeout: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
@@ -87,4 +89,30 @@ func TestStopHandsBackWaiting(t *testing.T) {
 	// minute: well after this limit.
 	second := e.start(Config{}, HandlerFunc(func(context.Context, messages.Event) error { return nil }))
 	testenv.Eventually(t, 15*time.Second, func() bool { return second.outcomes(outcomeDone) == 2 && e.settled() }, "handed-back events not done well within AckWait")
+}
+
+// Without Prefetch (the default) a worker holds only the messages its
+// handlers run: an event it has not begun is not held back by it, so a
+// worker that dies spends no delivery of it.
+func TestNoPrefetchHoldsOnlyRunning(t *testing.T) {
+	e := newEnv(t, testStreams(), "")
+	for range 3 {
+		e.publish(e.event())
+	}
+	release := make(chan struct{})
+	var started atomic.Int32
+	r := e.start(Config{Concurrency: 2}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		started.Add(1)
+		<-release
+		return nil
+	}))
+	testenv.Eventually(t, wait, func() bool { return started.Load() == 2 }, "handlers not started")
+	// Pulls that would take the third message would have been sent by now;
+	// give a wrong one time to land.
+	time.Sleep(200 * time.Millisecond)
+	if info := e.consumer(); info.NumAckPending != 2 || info.NumPending != 1 {
+		t.Errorf("with 2 handlers running: ack pending %d, pending %d; want 2 and 1", info.NumAckPending, info.NumPending)
+	}
+	close(release)
+	testenv.Eventually(t, wait, func() bool { return r.outcomes(outcomeDone) == 3 && e.settled() }, "events not done")
 }

@@ -44,11 +44,21 @@ type Config struct {
 	// never).
 	Streams streams.Config
 
-	// Concurrency is how many handlers one Worker runs at once. It holds up
-	// to twice as many messages, fetched from JetStream and not yet
-	// acknowledged: those running, and as many fetched ahead, waiting for a
-	// runner (not yet begun, and kept in progress). Default 8.
+	// Concurrency is how many handlers one Worker runs at once. Default 8.
 	Concurrency int
+
+	// Prefetch is how many messages one Worker fetches ahead of its
+	// handlers: it holds up to Concurrency + Prefetch messages, fetched from
+	// JetStream and not yet acknowledged, the ones beyond its running
+	// handlers waiting for a runner (not yet begun, and told InProgress
+	// every Heartbeat/2). With Prefetch > 0 a pull waits until at least
+	// Prefetch messages can be taken, unless the handlers would otherwise
+	// go idle, so fewer, larger pulls carry the same messages: less CPU per
+	// event, in the worker and in the NATS server. The cost: a worker that
+	// dies spends a delivery (of MaxDeliver) of every message it holds, so
+	// with frequent crashes an event that never failed runs out of
+	// deliveries sooner. Default 0: a Worker holds only what it runs.
+	Prefetch int
 
 	// LockTTL is how long an event's lock lives unless extended; the worker
 	// extends it every Heartbeat while the handler runs. If the process dies,
@@ -130,6 +140,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("worker: Order %q is neither %q nor %q", c.Order, OrderNone, OrderConversation)
 	case c.Concurrency < 0:
 		return c, fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
+	case c.Prefetch < 0:
+		return c, fmt.Errorf("worker: Prefetch %d is negative", c.Prefetch)
 	case c.LockTTL < 0:
 		return c, fmt.Errorf("worker: LockTTL %v is negative", c.LockTTL)
 	case c.Streams.AckWait < 0:
@@ -284,18 +296,20 @@ type job struct {
 // long as consume: a goroutine per message would grow a fresh stack for each
 // (the path through the dedupe store's client is deep).
 //
-// It holds up to 2 × Concurrency deliveries: those running, and as many
-// fetched ahead, waiting for a runner. A pull asks for at least Concurrency
-// messages (half of what it may hold) unless the runners would otherwise go
-// idle, so that a pull request, JetStream's most costly operation per
-// message here, is shared by many messages; and a runner that finishes finds
-// its next message already here. A message waiting for a runner is not
-// begun (its lock is taken only when a runner is free for it) and is kept in
-// progress every Heartbeat; when Run stops, the waiting ones are Nak'd for
-// another worker at once.
+// It holds up to Concurrency + Prefetch deliveries: those running, and the
+// others fetched ahead, waiting for a runner. A pull asks for at least
+// Prefetch messages (one without Prefetch), so that a pull request,
+// JetStream's most costly operation per message here, is shared by many
+// messages, and a runner that finishes finds its next message already here;
+// it cannot wait with runners idle, since then at most Concurrency are held.
+// A message waiting for a runner is not begun (its lock is taken only when
+// a runner is free for it) and is kept in progress every Heartbeat/2; when
+// Run stops, the waiting ones are Nak'd for another worker at once.
 func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, inflight *sync.WaitGroup) error {
 	runners := w.cfg.Concurrency
-	held := make(chan struct{}, 2*runners)
+	limit := runners + w.cfg.Prefetch
+	least := max(1, w.cfg.Prefetch)
+	held := make(chan struct{}, limit)
 	release := func(n int) {
 		for range n {
 			<-held
@@ -321,24 +335,22 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 	// previous Begin was on the wire) are begun in one round trip
 	// (dedupe.BeginAll). Every fetched group holds slots of held, so a send
 	// on fetched never waits either.
-	fetched := make(chan []jetstream.Msg, 2*runners)
+	fetched := make(chan []jetstream.Msg, limit)
 	defer close(fetched)
 	inflight.Go(func() {
 		defer close(jobs)
 		w.dispatch(ctx, fetched, idle, jobs, release)
 	})
 	for {
-		// Wait for one free slot, then take every other free one; ask for
-		// at least half of held, unless nothing waits for a runner (then
-		// the runners are busy with at most runners of them, and half is
-		// free).
+		// Wait for one free slot, then take every other free one: at least
+		// least.
 		select {
 		case held <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		n := takeFree(held, 2*runners)
-		for n < runners {
+		n := takeFree(held, limit)
+		for n < least {
 			select {
 			case held <- struct{}{}:
 				n++

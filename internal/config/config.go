@@ -71,6 +71,7 @@ type Config struct {
 	ForwardFormat     string        `env:"FORWARD_FORMAT" envDefault:"event"` // event | provider
 	ForwardSecret     string        `env:"FORWARD_SECRET"`                    // signs provider-format forwards instead of the providers' secrets
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" envDefault:"8"`
+	WorkerPrefetch    int           `env:"WORKER_PREFETCH" envDefault:"0"`
 	Order             string        `env:"ORDER" envDefault:"none"` // none | conversation
 	WorkerHTTPAddr    string        `env:"WORKER_HTTP_ADDR" envDefault:":8081"`
 	LockTTL           time.Duration `env:"LOCK_TTL" envDefault:"30s"`
@@ -190,6 +191,9 @@ func (c Config) Validate() error {
 	positive("BODY_MEMORY", c.BodyMemory)
 	positive("MAX_EVENTS", int64(c.MaxEvents))
 	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
+	if c.WorkerPrefetch < 0 {
+		errs = append(errs, fmt.Sprintf("%s = %d: want a number ≥ 0", Setting("WORKER_PREFETCH"), c.WorkerPrefetch))
+	}
 	positiveDuration("LOCK_TTL", c.LockTTL)
 	positiveDuration("ACK_WAIT", c.AckWait)
 	positive("MAX_DELIVER", int64(c.MaxDeliver))

@@ -47,6 +47,7 @@ func Worker(c config.Config, log *slog.Logger, reg prometheus.Registerer) worker
 	return worker.Config{
 		Streams:         connect.Streams(c),
 		Concurrency:     c.WorkerConcurrency,
+		Prefetch:        c.WorkerPrefetch,
 		Order:           worker.Order(c.Order),
 		MemberID:        memberID(c.WorkerHTTPAddr),
 		LockTTL:         c.LockTTL,

@@ -100,8 +100,8 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: no event stored (%+v)", c.System, c)
 		}
 	}
-	if len(res.Compare) != 4 || len(systems) != 4 {
-		t.Errorf("compare cells %+v, want baseline, ingress, end-to-end and end-to-end-kv", res.Compare)
+	if len(res.Compare) != 5 || len(systems) != 5 {
+		t.Errorf("compare cells %+v, want baseline, ingress, end-to-end, end-to-end-prefetch and end-to-end-kv", res.Compare)
 	}
 
 	wk := res.Worker

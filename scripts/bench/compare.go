@@ -34,11 +34,18 @@ import (
 //	             fully processed (done and acked) within the step
 //	end-to-end-kv  the same on the JetStream KV dedupe backend (c=32 only,
 //	             or the first concurrency when 32 is not measured)
+//	end-to-end-prefetch  end-to-end with WAGATE_WORKER_PREFETCH=32 (each
+//	             worker fetches as many events ahead as it runs; the same
+//	             concurrency only)
 //
 // Single-event bodies, each with a wamid of its own (no re-sends). Every
 // system runs against the same Redis and nats-server, one after the other;
 // figures are ratios against the baseline of the same concurrency, so that
 // a busy machine lowers both sides alike.
+
+// workerConcurrency is WAGATE_WORKER_CONCURRENCY of the compare phase's
+// worker processes.
+const workerConcurrency = 32
 
 // Cell is one system at one concurrency.
 type Cell struct {
@@ -196,7 +203,7 @@ func startWorkers(ctx context.Context, dir, bin, redisURL, natsURL string, n int
 		p, err := startProcess(dir, fmt.Sprintf("worker%d", i+1), bin, append([]string{
 			"WAGATE_REDIS_URL=" + redisURL, "WAGATE_NATS_URL=" + natsURL,
 			"WAGATE_WORKER_HTTP_ADDR=" + addr, "WAGATE_HANDLER=log", "WAGATE_LOG_LEVEL=warn",
-			"WAGATE_WORKER_CONCURRENCY=32",
+			"WAGATE_WORKER_CONCURRENCY=" + strconv.Itoa(workerConcurrency),
 		}, extra...))
 		if err != nil {
 			return ps, err
@@ -227,8 +234,11 @@ func benchCompare(ctx context.Context, e *env, o options, bins map[string]string
 		var wps []*process
 		if workers {
 			extra := []string(nil)
-			if system == "end-to-end-kv" {
+			switch system {
+			case "end-to-end-kv":
 				extra = []string{"WAGATE_DEDUPE_BACKEND=nats"}
+			case "end-to-end-prefetch":
+				extra = []string{"WAGATE_WORKER_PREFETCH=" + strconv.Itoa(workerConcurrency)}
 			}
 			wps, err = startWorkers(ctx, tmp, bins["worker"], e.redisURL, e.natsURL, 2, extra...)
 			defer func() {
@@ -309,11 +319,19 @@ func benchCompare(ctx context.Context, e *env, o options, bins map[string]string
 			cells = append(cells, cell)
 		}
 		if c == kvC {
+			cell, err := measure("end-to-end-prefetch", e.ingressURL, c, pidsOf("ingress", e.ingress.cmd.Process.Pid), true)
+			if err != nil {
+				return cells, err
+			}
+			if base.EventsPerS > 0 {
+				cell.Ratio = cell.EventsPerS / base.EventsPerS
+			}
+			cells = append(cells, cell)
 			kvIngress, kvURL, err := startIngress(ctx, tmp, bins["ingress"], e.redisURL, e.natsURL, benchSecret, "WAGATE_DEDUPE_BACKEND=nats")
 			if err != nil {
 				return cells, err
 			}
-			cell, err := measure("end-to-end-kv", kvURL, c, pidsOf("ingress", kvIngress.cmd.Process.Pid), true)
+			cell, err = measure("end-to-end-kv", kvURL, c, pidsOf("ingress", kvIngress.cmd.Process.Pid), true)
 			kvIngress.stop()
 			if err != nil {
 				return cells, err

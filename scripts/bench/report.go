@@ -83,6 +83,10 @@ type Worker struct {
 	Bare     Consume  `json:"bare_consumer"`
 	Ratio    float64  `json:"ratio"`
 	EndToEnd EndToEnd `json:"end_to_end"`
+	// The same pair with Prefetch = the concurrency (WAGATE_WORKER_PREFETCH).
+	Prefetched      Consume `json:"worker_prefetch"`
+	BarePrefetched  Consume `json:"bare_consumer_prefetch"`
+	PrefetchedRatio float64 `json:"ratio_prefetch"`
 }
 
 // Target is one goal of the benchmark and whether this run met it.
@@ -214,9 +218,10 @@ func (r *Results) plotCompare(path string) error {
 		color.RGBA{R: 31, G: 119, B: 180, A: 255},
 		color.RGBA{R: 214, G: 39, B: 40, A: 255},
 		color.RGBA{R: 44, G: 160, B: 44, A: 255},
+		color.RGBA{R: 148, G: 103, B: 189, A: 255},
 	}
 	top := 0.0
-	for i, sys := range []string{"baseline", "ingress", "end-to-end", "end-to-end-kv"} {
+	for i, sys := range []string{"baseline", "ingress", "end-to-end", "end-to-end-kv", "end-to-end-prefetch"} {
 		var pts plotter.XYs
 		for _, c := range r.Compare {
 			if c.System == sys && c.EventsPerS > 0 {
@@ -380,6 +385,12 @@ func (r *Results) print(w io.Writer) {
 		fmt.Fprintf(w, "cores used: worker run %s; bare consumer run %s\n", wk.Worker.CPU, wk.Bare.CPU)
 		fmt.Fprintf(w, "CPU per event: worker %s; bare consumer %s\n",
 			wk.Worker.CPU.perEventString(wk.Worker.Events), wk.Bare.CPU.perEventString(wk.Bare.Events))
+		if p, bp := wk.Prefetched, wk.BarePrefetched; p.Events > 0 {
+			fmt.Fprintf(w, "with prefetch %d (both pulling ahead): worker %.0f events/s, bare consumer %.0f events/s, worker / bare consumer: %.2f\n",
+				p.Concurrency, p.EventsPerS, bp.EventsPerS, wk.PrefetchedRatio)
+			fmt.Fprintf(w, "CPU per event with prefetch: worker %s; bare consumer %s\n",
+				p.CPU.perEventString(p.Events), bp.CPU.perEventString(bp.Events))
+		}
 		e := wk.EndToEnd
 		fmt.Fprintf(w, "end to end at %d req/s (%d events handled): request → handler start p50 %.2f ms, p99 %.2f ms; ingress receipt → handler start p50 %.2f ms, p99 %.2f ms\n",
 			e.RPS, e.Handled, e.FromRequest.P50, e.FromRequest.P99, e.FromReceipt.P50, e.FromReceipt.P99)

@@ -111,7 +111,7 @@ func waitAcked(ctx context.Context, js jetstream.JetStream, sc streams.Config, s
 
 // runWorker drains n events from the stream through worker.Worker with a
 // handler that does nothing: lock, done mark and Ack per event.
-func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency int, pids map[string]int) (Consume, error) {
+func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
 	if err := resetConsumer(ctx, js, sc); err != nil {
 		return Consume{}, err
 	}
@@ -125,7 +125,7 @@ func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, 
 		return nil
 	})
 	w, err := worker.New(worker.Config{
-		Streams: sc, Concurrency: concurrency,
+		Streams: sc, Concurrency: concurrency, Prefetch: prefetch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, js, store, h)
 	if err != nil {
@@ -154,7 +154,7 @@ func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, 
 // nothing but Ack on each: the acknowledgement the worker sends after a done
 // mark (no wait for JetStream's answer), so that the two differ only by what
 // the worker adds.
-func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency int, pids map[string]int) (Consume, error) {
+func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
 	if err := resetConsumer(ctx, js, sc); err != nil {
 		return Consume{}, err
 	}
@@ -170,7 +170,7 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 	cctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	m := startCPU(pids)
-	wg.Go(func() { bareConsume(cctx, cons, concurrency, &first) })
+	wg.Go(func() { bareConsume(cctx, cons, concurrency, prefetch, &first) })
 	end, err := waitAcked(ctx, js, sc, last, 5*time.Minute)
 	cpu := m.stop()
 	stop()
@@ -183,16 +183,18 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 	return c, nil
 }
 
-// bareConsume pulls as the worker does (it holds up to 2 × concurrency
-// messages and asks for at least concurrency at a time, see worker.Worker's
-// consume) and Acks each on its own goroutine, as the worker does.
-func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, first *atomic.Int64) {
-	held := make(chan struct{}, 2*concurrency)
+// bareConsume pulls as the worker does with the same Concurrency and
+// Prefetch (it holds up to concurrency + prefetch messages and asks for at
+// least prefetch, or one, at a time; see worker.Worker's consume) and Acks
+// each on its own goroutine, as the worker does.
+func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency, prefetch int, first *atomic.Int64) {
+	limit, least := concurrency+prefetch, max(1, prefetch)
+	held := make(chan struct{}, limit)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	for ctx.Err() == nil {
 		n := 0
-		for n < concurrency {
+		for n < least {
 			select {
 			case held <- struct{}{}:
 				n++
@@ -201,7 +203,7 @@ func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency int, 
 			}
 		}
 	more:
-		for n < 2*concurrency {
+		for n < limit {
 			select {
 			case held <- struct{}{}:
 				n++
@@ -295,20 +297,31 @@ func benchWorker(ctx context.Context, e *env, o options, e2eRate int, logf func(
 	if err = e.reset(ctx); err != nil {
 		return wk, err
 	}
-	logf("worker: draining %d events with a no-op handler", o.workerEvents)
-	if wk.Worker, err = runWorker(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, e.pids()); err != nil {
-		return wk, err
+	for _, run := range []struct {
+		prefetch     int
+		worker, bare *Consume
+	}{{0, &wk.Worker, &wk.Bare}, {o.concurrency, &wk.Prefetched, &wk.BarePrefetched}} {
+		logf("worker: draining %d events with a no-op handler, prefetch %d", o.workerEvents, run.prefetch)
+		if *run.worker, err = runWorker(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, run.prefetch, e.pids()); err != nil {
+			return wk, err
+		}
+		logf("worker: %.0f events/s", run.worker.EventsPerS)
+		if err = e.reset(ctx); err != nil {
+			return wk, err
+		}
+		if *run.bare, err = runBareConsumer(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, run.prefetch, e.pids()); err != nil {
+			return wk, err
+		}
+		logf("worker: bare consumer %.0f events/s", run.bare.EventsPerS)
+		if err = e.reset(ctx); err != nil {
+			return wk, err
+		}
 	}
-	logf("worker: %.0f events/s", wk.Worker.EventsPerS)
-	if err = e.reset(ctx); err != nil {
-		return wk, err
-	}
-	if wk.Bare, err = runBareConsumer(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, e.pids()); err != nil {
-		return wk, err
-	}
-	logf("worker: bare consumer %.0f events/s", wk.Bare.EventsPerS)
 	if wk.Bare.EventsPerS > 0 {
 		wk.Ratio = wk.Worker.EventsPerS / wk.Bare.EventsPerS
+	}
+	if wk.BarePrefetched.EventsPerS > 0 {
+		wk.PrefetchedRatio = wk.Prefetched.EventsPerS / wk.BarePrefetched.EventsPerS
 	}
 	if e2eRate <= 0 || e.ingress == nil {
 		return wk, nil
