@@ -325,8 +325,11 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 			for j := range jobs {
 				w.process(hardCtx, ctx.Done(), j.m, j.pre)
 				w.metrics.inFlight.Dec()
-				release(1)
+				// Idle before the slot is free: a message fetched into
+				// the slot finds its runner waiting, and is begun with
+				// the others that arrive with it.
 				idle <- struct{}{}
+				release(1)
 			}
 		})
 	}
@@ -422,6 +425,21 @@ func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, i
 				return
 			}
 			waiting, since = group, time.Now()
+		}
+		// Take in every group already fetched, so that they are begun
+		// together.
+	fetch:
+		for {
+			select {
+			case group, ok := <-fetched:
+				if !ok {
+					handBack()
+					return
+				}
+				waiting = append(waiting, group...)
+			default:
+				break fetch
+			}
 		}
 		select {
 		case <-idle:
