@@ -402,7 +402,7 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 // dispatch hands the messages of fetched to the runners through jobs, in
 // the order they came, each when a runner is idle (a token of idle), and
 // begins those it hands over together in one round trip. The messages
-// waiting for a runner are kept in progress every Heartbeat. When ctx ends
+// waiting for a runner are told InProgress every Heartbeat/2. When ctx ends
 // or fetched is closed, the waiting ones are Nak'd for another worker, and
 // release frees their slots.
 func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, idle chan struct{}, jobs chan<- job, release func(int)) {
@@ -467,7 +467,7 @@ func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, i
 			continue
 		}
 		// One runner is idle: take every other idle one, up to the
-		// messages waiting, and with them the messages fetched meanwhile.
+		// messages waiting.
 		n := 1
 	more:
 		for n < len(waiting) {
