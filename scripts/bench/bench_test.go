@@ -52,6 +52,12 @@ func TestRun(t *testing.T) {
 	if len(res.Ingress) != 2 || res.Ingress[0].EventsPerBody != 1 || res.Ingress[1].EventsPerBody != o.batch {
 		t.Fatalf("ingress results %+v", res.Ingress)
 	}
+	if b := res.Ingress[0].Baseline50; b == nil || b.Requests == 0 || b.OK != b.Requests || b.Latency.P99 <= 0 {
+		t.Errorf("baseline at the single events' 50%% step: %+v", b)
+	}
+	if res.Ingress[1].Baseline50 != nil {
+		t.Errorf("baseline measured at the batch bodies' 50%% step: %+v", res.Ingress[1].Baseline50)
+	}
 	dups := 0
 	for _, in := range res.Ingress {
 		runs := append([]Step{in.Peak}, in.Steps...)

@@ -8,8 +8,10 @@ import (
 
 // benchIngress measures the ingress for bodies of perBody events: the
 // closed-loop peak, the two floors, then open-loop steps at 25 to 100 % of
-// the peak rate.
-func benchIngress(ctx context.Context, e *env, o options, name string, perBody int, logf func(string, ...any)) (Ingress, error) {
+// the peak rate; for single events, also the hand-written baseline (see
+// compare.go) at the 50 % step's rate, the latency floor of that step. dir
+// holds the baseline's log.
+func benchIngress(ctx context.Context, e *env, o options, dir, name string, perBody int, logf func(string, ...any)) (Ingress, error) {
 	in := Ingress{Name: name, EventsPerBody: perBody}
 	url := e.ingressURL + "/webhooks/whatsapp"
 	closed := func(target string, d time.Duration) Step {
@@ -76,6 +78,15 @@ func benchIngress(ctx context.Context, e *env, o options, name string, perBody i
 		if ctx.Err() != nil {
 			return in, ctx.Err()
 		}
+		if pct == 50 && perBody == 1 {
+			base, err := baselineAt(ctx, e, o, dir, rate)
+			if err != nil {
+				return in, fmt.Errorf("baseline at %d req/s: %w", rate, err)
+			}
+			in.Baseline50 = &base
+			logf("ingress %s: baseline at %d req/s: p50 %.2f ms, p99 %.2f ms, %d/%d answered 200",
+				name, rate, base.Latency.P50, base.Latency.P99, base.OK, base.Requests)
+		}
 	}
 	rss, err := e.ingress.peakRSS()
 	if err != nil {
@@ -83,4 +94,24 @@ func benchIngress(ctx context.Context, e *env, o options, name string, perBody i
 	}
 	in.PeakRSS = rss
 	return in, nil
+}
+
+// baselineAt runs the hand-written baseline under the open-loop load of
+// single-event bodies at rate requests/s for o.duration.
+func baselineAt(ctx context.Context, e *env, o options, dir string, rate int) (Step, error) {
+	if err := e.reset(ctx); err != nil {
+		return Step{}, err
+	}
+	p, url, err := startBaseline(ctx, dir, e.redisURL, e.natsURL)
+	if err != nil {
+		return Step{}, err
+	}
+	defer p.stop()
+	pids := e.pids()
+	pids["baseline"] = p.cmd.Process.Pid
+	m := startCPU(pids)
+	s := attack{url: url + "/webhooks/whatsapp", load: newWorkload(1, o.dup, benchSecret, false), rate: rate, workers: o.concurrency, duration: o.duration}.run(ctx)
+	s.CPU = m.stop()
+	s.LoadPct = 50
+	return s, nil
 }

@@ -206,7 +206,7 @@ func run(ctx context.Context, o options, logw io.Writer) (*Results, error) {
 			name string
 			n    int
 		}{{"single", 1}, {fmt.Sprintf("batch of %d", o.batch), o.batch}} {
-			in, err := benchIngress(ctx, env, o, shape.name, shape.n, logf)
+			in, err := benchIngress(ctx, env, o, tmp, shape.name, shape.n, logf)
 			if err != nil {
 				return finish(fmt.Errorf("ingress %s: %w", shape.name, err))
 			}
