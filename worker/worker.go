@@ -32,6 +32,10 @@ const (
 	DefaultShutdownTimeout = 25 * time.Second
 	// DefaultHandlerTimeout is Config.HandlerTimeout's default: 5 minutes.
 	DefaultHandlerTimeout = 5 * time.Minute
+	// MaxHeld bounds Config.Concurrency + Config.Prefetch: a Worker sizes
+	// its queues and starts its runners by them, and JetStream lets out at
+	// most MaxAckPending (default 1,000) messages anyway.
+	MaxHeld = 10000
 )
 
 // Config configures a Worker. The zero value is the documented default for
@@ -44,7 +48,8 @@ type Config struct {
 	// never).
 	Streams streams.Config
 
-	// Concurrency is how many handlers one Worker runs at once. Default 8.
+	// Concurrency is how many handlers one Worker runs at once. Default 8;
+	// Concurrency + Prefetch at most MaxHeld.
 	Concurrency int
 
 	// Prefetch is how many messages one Worker fetches ahead of its
@@ -142,6 +147,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
 	case c.Prefetch < 0:
 		return c, fmt.Errorf("worker: Prefetch %d is negative", c.Prefetch)
+	case c.Concurrency > MaxHeld || c.Prefetch > MaxHeld || c.Concurrency+c.Prefetch > MaxHeld:
+		return c, fmt.Errorf("worker: Concurrency %d + Prefetch %d is over %d", c.Concurrency, c.Prefetch, MaxHeld)
 	case c.LockTTL < 0:
 		return c, fmt.Errorf("worker: LockTTL %v is negative", c.LockTTL)
 	case c.Streams.AckWait < 0:

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -521,6 +522,10 @@ func TestNewValidates(t *testing.T) {
 		"heartbeat over LockTTL": {LockTTL: time.Second, Heartbeat: 2 * time.Second},
 		"heartbeat over AckWait": {Heartbeat: 40 * time.Second, LockTTL: time.Minute},
 		"negative concurrency":   {Concurrency: -1},
+		"negative prefetch":      {Prefetch: -1},
+		"concurrency over max":   {Concurrency: MaxHeld + 1},
+		"held over max":          {Concurrency: MaxHeld, Prefetch: 1},
+		"held overflowing int":   {Concurrency: math.MaxInt, Prefetch: math.MaxInt},
 		"negative LockTTL":       {LockTTL: -time.Second},
 		"bad backoff":            {Streams: streams.Config{BackOff: []time.Duration{0}}},
 	} {

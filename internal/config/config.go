@@ -16,6 +16,10 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
+// MaxWorkerHeld bounds WAGATE_WORKER_CONCURRENCY + WAGATE_WORKER_PREFETCH:
+// worker.MaxHeld, the most messages a worker sizes its queues for.
+const MaxWorkerHeld = 10000
+
 // Config is every setting of wagate. Durations use Go syntax ("30s", "168h").
 type Config struct {
 	// Connections.
@@ -193,6 +197,10 @@ func (c Config) Validate() error {
 	positive("WORKER_CONCURRENCY", int64(c.WorkerConcurrency))
 	if c.WorkerPrefetch < 0 {
 		errs = append(errs, fmt.Sprintf("%s = %d: want a number ≥ 0", Setting("WORKER_PREFETCH"), c.WorkerPrefetch))
+	}
+	if c.WorkerConcurrency > MaxWorkerHeld || c.WorkerPrefetch > MaxWorkerHeld || c.WorkerConcurrency+c.WorkerPrefetch > MaxWorkerHeld {
+		errs = append(errs, fmt.Sprintf("%s = %d and %s = %d: want at most %d together",
+			Setting("WORKER_CONCURRENCY"), c.WorkerConcurrency, Setting("WORKER_PREFETCH"), c.WorkerPrefetch, MaxWorkerHeld))
 	}
 	positiveDuration("LOCK_TTL", c.LockTTL)
 	positiveDuration("ACK_WAIT", c.AckWait)

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/wagate/wagate/worker"
 )
 
 // TestErrorsNameTheSetting checks that every kind of configuration error
@@ -29,6 +31,8 @@ func TestErrorsNameTheSetting(t *testing.T) {
 			[]string{"WAGATE_REDIS_POLICY", "--redis-policy", `"open"`, "fail-open, fail-closed"}},
 		{"out of range", map[string]string{"WAGATE_LOCK_TTL": "-5s"}, nil,
 			[]string{"WAGATE_LOCK_TTL", "--lock-ttl", "-5s", "> 0"}},
+		{"over a bound", map[string]string{"WAGATE_WORKER_CONCURRENCY": "8", "WAGATE_WORKER_PREFETCH": "1000000000"}, nil,
+			[]string{"WAGATE_WORKER_CONCURRENCY", "--worker-concurrency", "WAGATE_WORKER_PREFETCH", "--worker-prefetch", "1000000000", "at most 10000"}},
 		{"forward without url", map[string]string{"WAGATE_HANDLER": "forward"}, nil,
 			[]string{"WAGATE_HANDLER", "--handler", "WAGATE_FORWARD_URL", "--forward-url"}},
 		{"missing handler", nil, Config.CheckWorker,
@@ -112,5 +116,13 @@ func TestFlagsOverrideVariables(t *testing.T) {
 	}
 	if c.MaxDeliver != 3 {
 		t.Errorf("WAGATE_MAX_DELIVER=3 without its flag: got %d", c.MaxDeliver)
+	}
+}
+
+// TestMaxWorkerHeldIsTheWorkers checks that the bound Load puts on a
+// worker's concurrency and prefetch is the one worker.New enforces.
+func TestMaxWorkerHeldIsTheWorkers(t *testing.T) {
+	if MaxWorkerHeld != worker.MaxHeld {
+		t.Fatalf("MaxWorkerHeld %d, worker.MaxHeld %d", MaxWorkerHeld, worker.MaxHeld)
 	}
 }
