@@ -62,7 +62,9 @@ type Config struct {
 	// event, in the worker and in the NATS server. The cost: a worker that
 	// dies spends a delivery (of MaxDeliver) of every message it holds, so
 	// with frequent crashes an event that never failed runs out of
-	// deliveries sooner. Default 0: a Worker holds only what it runs.
+	// deliveries sooner. Default 0: a Worker holds only what it runs. With
+	// OrderConversation, which holds events in order itself, it has no
+	// effect.
 	Prefetch int
 
 	// LockTTL is how long an event's lock lives unless extended; the worker
