@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -487,8 +486,9 @@ func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, i
 				break more
 			}
 		}
-		group := slices.Clone(waiting[:n])
-		waiting = slices.Delete(waiting, 0, n)
+		// Cut to its length: appending to waiting never writes into it.
+		group := waiting[:n:n]
+		waiting = waiting[n:]
 		w.startGroup(group, jobs)
 	}
 }
