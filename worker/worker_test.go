@@ -276,22 +276,11 @@ func TestRedisOutageDoesNotSpendDeliveries(t *testing.T) {
 // event until the lock goes: an event that never failed is run once, not
 // dead-lettered for having found its lock taken.
 func TestBusyNeverDeadLettersAHealthyEvent(t *testing.T) {
-	sc := testStreams()
-	sc.MaxDeliver = 2
-	e := newEnv(t, sc, "")
-	ev := e.event()
 	// The dead holder's lock: it outlives the first delivery's Nak and the
 	// second, last delivery's arrival.
 	const holderTTL = 1500 * time.Millisecond
-	held, err := e.store.Begin(e.ctx(), ev.Key, dedupe.BeginOptions{TTL: holderTTL})
-	if err != nil {
-		t.Fatalf("Begin of the holder: %v", err)
-	}
-	var c calls
-	r := e.start(Config{Heartbeat: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
-		c.add(ctx, ev.Key)
-		return nil
-	}))
+	b := startBusy(t, holderTTL)
+	e, ev, held, c, r := b.e, b.ev, b.held, b.c, b.r
 	start := time.Now()
 	e.publish(ev)
 
@@ -316,23 +305,41 @@ func TestBusyNeverDeadLettersAHealthyEvent(t *testing.T) {
 	}
 }
 
+// busy is the scene of the busy tests: an event (not yet published) whose
+// lock another run holds, and a worker whose handler records its runs, on
+// a consumer that delivers each event twice at most.
+type busy struct {
+	e    *env
+	ev   messages.Event
+	held dedupe.Lease // the other run's lease
+	c    *calls
+	r    *running
+}
+
+// startBusy sets up busy with the other run's lock living holderTTL.
+func startBusy(t *testing.T, holderTTL time.Duration) busy {
+	t.Helper()
+	sc := testStreams()
+	sc.MaxDeliver = 2
+	b := busy{e: newEnv(t, sc, ""), c: &calls{}}
+	b.ev = b.e.event()
+	var err error
+	if b.held, err = b.e.store.Begin(b.e.ctx(), b.ev.Key, dedupe.BeginOptions{TTL: holderTTL}); err != nil {
+		t.Fatalf("Begin of the holder: %v", err)
+	}
+	b.r = b.e.start(Config{Heartbeat: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
+		b.c.add(ctx, ev.Key)
+		return nil
+	}))
+	return b
+}
+
 // A busy event held on its last delivery whose holder is alive and finishes
 // is acknowledged as a duplicate: the handler does not run again, nothing is
 // dead-lettered.
 func TestBusyOnLastDeliveryAckedWhenHolderFinishes(t *testing.T) {
-	sc := testStreams()
-	sc.MaxDeliver = 2
-	e := newEnv(t, sc, "")
-	ev := e.event()
-	held, err := e.store.Begin(e.ctx(), ev.Key, dedupe.BeginOptions{TTL: time.Minute})
-	if err != nil {
-		t.Fatalf("Begin of the holder: %v", err)
-	}
-	var c calls
-	r := e.start(Config{Heartbeat: 100 * time.Millisecond}, HandlerFunc(func(ctx context.Context, ev messages.Event) error {
-		c.add(ctx, ev.Key)
-		return nil
-	}))
+	b := startBusy(t, time.Minute)
+	e, ev, held, c, r := b.e, b.ev, b.held, b.c, b.r
 	e.publish(ev)
 
 	// The first delivery is Nak'd busy; the second, the last, is held.
