@@ -45,6 +45,11 @@ func TestWaitingKeptInProgress(t *testing.T) {
 	if info := e.consumer(); info.NumAckPending != 2 {
 		t.Fatalf("ack pending %d while the first handler runs, want 2 (one running, one fetched ahead)", info.NumAckPending)
 	}
+	// The one waiting is not begun (G2): a lock taken before its run
+	// could lapse while it waits, and another worker run it beside it.
+	if a, b := e.record(first.Key), e.record(second.Key); a.Locked == b.Locked {
+		t.Fatalf("while one handler runs: records %+v and %+v, want exactly one locked", a, b)
+	}
 	testenv.Eventually(t, wait, func() bool { return r.outcomes(outcomeDone) == 2 && e.settled() }, "events not done")
 
 	mu.Lock()
