@@ -31,9 +31,10 @@ const (
 	DefaultShutdownTimeout = 25 * time.Second
 	// DefaultHandlerTimeout is Config.HandlerTimeout's default: 5 minutes.
 	DefaultHandlerTimeout = 5 * time.Minute
-	// MaxHeld bounds Config.Concurrency + Config.Prefetch: a Worker sizes
-	// its queues and starts its runners by them, and JetStream lets out at
-	// most MaxAckPending (default 1,000) messages anyway.
+	// MaxHeld bounds Config.Concurrency + Config.Prefetch, in messages
+	// (New returns an error above it): a Worker sizes its queues and starts
+	// its runners by them, and JetStream lets out at most MaxAckPending
+	// (default 1,000) messages anyway.
 	MaxHeld = 10000
 )
 
@@ -61,9 +62,10 @@ type Config struct {
 	// event, in the worker and in the NATS server. The cost: a worker that
 	// dies spends a delivery (of MaxDeliver) of every message it holds, so
 	// with frequent crashes an event that never failed runs out of
-	// deliveries sooner. Default 0: a Worker holds only what it runs. With
-	// OrderConversation, which holds events in order itself, it has no
-	// effect.
+	// deliveries sooner. Default 0: a Worker holds only what it runs. New
+	// returns an error when it is negative or Concurrency + Prefetch is over
+	// MaxHeld. With OrderConversation, which holds events in order itself,
+	// it has no effect.
 	Prefetch int
 
 	// LockTTL is how long an event's lock lives unless extended; the worker
