@@ -17,7 +17,9 @@ import (
 )
 
 // MaxWorkerHeld bounds WAGATE_WORKER_CONCURRENCY + WAGATE_WORKER_PREFETCH:
-// worker.MaxHeld, the most messages a worker sizes its queues for.
+// worker.MaxHeld, the most messages a worker sizes its queues for. It is a
+// copy, held equal by a test: worker's tests import internal/connect, which
+// imports this package, so this package cannot import worker.
 const MaxWorkerHeld = 10000
 
 // Config is every setting of wagate. Durations use Go syntax ("30s", "168h").
