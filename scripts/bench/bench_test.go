@@ -115,6 +115,12 @@ func TestRun(t *testing.T) {
 		wk.Worker.EventsPerS <= 0 || wk.Bare.EventsPerS <= 0 {
 		t.Fatalf("worker results %+v", wk)
 	}
+	// The store loop ran the same events, each begun and marked done once
+	// (it fails the run otherwise).
+	if sl := wk.StoreLoop; sl.Events != o.workerEvents || sl.EventsPerS <= 0 || sl.CPU == nil || sl.CPU.Procs["redis"] <= 0 ||
+		wk.StoreLoopRatio <= 0 || wk.StoreLoopOverBare <= 0 {
+		t.Errorf("store loop %+v, worker / store loop %v, store loop / bare %v", sl, wk.StoreLoopRatio, wk.StoreLoopOverBare)
+	}
 	e2e := wk.EndToEnd
 	if e2e.OK == 0 || e2e.OK != e2e.Requests || e2e.Handled == 0 || e2e.Handled > e2e.OK ||
 		len(e2eNonZero(e2e.FromRequest, e2e.FromReceipt)) != 2 {

@@ -90,6 +90,15 @@ type Worker struct {
 	Prefetched      Consume `json:"worker_prefetch"`
 	BarePrefetched  Consume `json:"bare_consumer_prefetch"`
 	PrefetchedRatio float64 `json:"ratio_prefetch"`
+	// StoreLoop is the bare consumer that also begins and marks done each
+	// group in the dedupe store (one call each), with the worker's
+	// concurrency and no prefetch: the least the design's lock and done mark
+	// cost. StoreLoopRatio is Worker over it; StoreLoopOverBare is it over
+	// Bare, the most any worker keeping the lock and done mark can reach
+	// against the bare consumer.
+	StoreLoop         Consume `json:"store_loop"`
+	StoreLoopRatio    float64 `json:"ratio_store_loop"`
+	StoreLoopOverBare float64 `json:"store_loop_over_bare"`
 }
 
 // Target is one goal of the benchmark and whether this run met it.
@@ -401,6 +410,11 @@ func (r *Results) print(w io.Writer) {
 				p.Concurrency, p.EventsPerS, bp.EventsPerS, wk.PrefetchedRatio)
 			fmt.Fprintf(w, "CPU per event with prefetch: worker %s; bare consumer %s\n",
 				p.CPU.perEventString(p.Events), bp.CPU.perEventString(bp.Events))
+		}
+		if sl := wk.StoreLoop; sl.Events > 0 {
+			fmt.Fprintf(w, "store loop (the bare consumer plus one Begin and one Finish call per group, no worker): %.0f events/s; worker / store loop: %.2f; store loop / bare consumer: %.2f\n",
+				sl.EventsPerS, wk.StoreLoopRatio, wk.StoreLoopOverBare)
+			fmt.Fprintf(w, "CPU per event in the store loop: %s\n", sl.CPU.perEventString(sl.Events))
 		}
 		e := wk.EndToEnd
 		fmt.Fprintf(w, "end to end at %d req/s (%d events handled): request → handler start p50 %.2f ms, p99 %.2f ms; ingress receipt → handler start p50 %.2f ms, p99 %.2f ms\n",

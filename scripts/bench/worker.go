@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -154,11 +155,29 @@ func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, 
 // nothing but Ack on each: the acknowledgement the worker sends after a done
 // mark (no wait for JetStream's answer), so that the two differ only by what
 // the worker adds.
+//
+// With a store, it is the store loop instead: each group of messages that
+// arrive together is also begun in one store call (dedupe.BeginAll, on the
+// message's Nats-Msg-Id) and marked done in one more (dedupe.FinishAll)
+// before its Acks. That is the least a worker keeping the design's lock and
+// done mark does per event, with none of the worker's own work (decoding,
+// dispatch, heartbeats, metrics, the handler's context).
 func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
+	return drain(ctx, js, store, nil, sc, n, concurrency, prefetch, pids)
+}
+
+// runStoreLoop drains n events as runBareConsumer does with a store.
+func runStoreLoop(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
+	return drain(ctx, js, store, store, sc, n, concurrency, prefetch, pids)
+}
+
+// drain fills the stream with n events (through fill's claims) and drains
+// it with bareConsume, begun and finished in lock when lock is not nil.
+func drain(ctx context.Context, js jetstream.JetStream, fill, lock dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
 	if err := resetConsumer(ctx, js, sc); err != nil {
 		return Consume{}, err
 	}
-	last, err := fillStream(ctx, js, store, sc, n)
+	last, err := fillStream(ctx, js, fill, sc, n)
 	if err != nil {
 		return Consume{}, fmt.Errorf("fill: %w", err)
 	}
@@ -167,14 +186,36 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 		return Consume{}, err
 	}
 	var first atomic.Int64
+	var (
+		mu     sync.Mutex
+		failed error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failed == nil {
+			failed = err
+		}
+	}
 	cctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	m := startCPU(pids)
-	wg.Go(func() { bareConsume(cctx, cons, concurrency, prefetch, &first) })
+	var done atomic.Int64 // events the store loop marked done
+	wg.Go(func() {
+		bareConsume(cctx, cons, concurrency, prefetch, &first, lock, &done, fail)
+	})
 	end, err := waitAcked(ctx, js, sc, last, 5*time.Minute)
 	cpu := m.stop()
 	stop()
 	wg.Wait()
+	if err == nil {
+		mu.Lock()
+		err = failed
+		mu.Unlock()
+	}
+	if err == nil && lock != nil && done.Load() != int64(n) {
+		err = fmt.Errorf("store loop: %d of %d events marked done", done.Load(), n)
+	}
 	if err != nil {
 		return Consume{}, err
 	}
@@ -186,8 +227,11 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 // bareConsume pulls as the worker does with the same Concurrency and
 // Prefetch (it holds up to concurrency + prefetch messages and asks for at
 // least prefetch, or one, at a time; see worker.Worker's consume) and Acks
-// each on its own goroutine, as the worker does.
-func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency, prefetch int, first *atomic.Int64) {
+// each on its own goroutine, as the worker does. With a lock store, each
+// group of messages that arrived together is first begun and marked done in
+// it, one call each, on a goroutine of its own, and counted in done; a
+// failure goes to fail and its messages are still acked.
+func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency, prefetch int, first *atomic.Int64, lock dedupe.Store, done *atomic.Int64, fail func(error)) {
 	limit, least := concurrency+prefetch, max(1, prefetch)
 	held := make(chan struct{}, limit)
 	var inflight sync.WaitGroup
@@ -220,17 +264,87 @@ func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency, pref
 			}
 			continue
 		}
-		for m := range batch.Messages() {
-			n--
-			first.CompareAndSwap(0, time.Now().UnixNano())
-			inflight.Go(func() {
-				defer func() { <-held }()
-				_ = m.Ack()
-			})
+		if lock == nil {
+			for m := range batch.Messages() {
+				n--
+				first.CompareAndSwap(0, time.Now().UnixNano())
+				inflight.Go(func() {
+					defer func() { <-held }()
+					_ = m.Ack()
+				})
+			}
+		} else {
+			for group := range arrived(batch.Messages()) {
+				n -= len(group)
+				first.CompareAndSwap(0, time.Now().UnixNano())
+				inflight.Go(func() {
+					defer func() {
+						for range group {
+							<-held
+						}
+					}()
+					if err := lockAndFinish(ctx, lock, group); err != nil {
+						fail(err)
+					} else {
+						done.Add(int64(len(group)))
+					}
+					for _, m := range group {
+						_ = m.Ack()
+					}
+				})
+			}
 		}
 		cancel()
 		for range n {
 			<-held
+		}
+	}
+}
+
+// lockAndFinish begins the runs of msgs in one store call and marks them
+// done in another.
+func lockAndFinish(ctx context.Context, store dedupe.Store, msgs []jetstream.Msg) error {
+	keys := make([]string, len(msgs))
+	for i, m := range msgs {
+		keys[i] = m.Headers().Get(jetstream.MsgIDHeader)
+	}
+	began := dedupe.BeginAll(ctx, store, keys, dedupe.BeginOptions{TTL: worker.DefaultLockTTL})
+	leases := make([]dedupe.Lease, 0, len(began))
+	for i, b := range began {
+		if b.Err != nil {
+			return fmt.Errorf("store loop: begin %s: %w", keys[i], b.Err)
+		}
+		leases = append(leases, b.Lease)
+	}
+	for i, err := range dedupe.FinishAll(ctx, store, leases) {
+		if err != nil {
+			return fmt.Errorf("store loop: finish %s: %w", keys[i], err)
+		}
+	}
+	return nil
+}
+
+// arrived groups msgs as the worker does: each group holds the first
+// message to arrive and every other one already there.
+func arrived(msgs <-chan jetstream.Msg) iter.Seq[[]jetstream.Msg] {
+	return func(yield func([]jetstream.Msg) bool) {
+		for m := range msgs {
+			group := []jetstream.Msg{m}
+		more:
+			for {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break more
+					}
+					group = append(group, m)
+				default:
+					break more
+				}
+			}
+			if !yield(group) {
+				return
+			}
 		}
 	}
 }
@@ -317,8 +431,20 @@ func benchWorker(ctx context.Context, e *env, o options, e2eRate int, logf func(
 			return wk, err
 		}
 	}
+	logf("worker: store loop (lock and done mark, no worker) draining %d events", o.workerEvents)
+	if wk.StoreLoop, err = runStoreLoop(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, 0, e.pids()); err != nil {
+		return wk, err
+	}
+	logf("worker: store loop %.0f events/s", wk.StoreLoop.EventsPerS)
+	if err = e.reset(ctx); err != nil {
+		return wk, err
+	}
 	if wk.Bare.EventsPerS > 0 {
 		wk.Ratio = wk.Worker.EventsPerS / wk.Bare.EventsPerS
+		wk.StoreLoopOverBare = wk.StoreLoop.EventsPerS / wk.Bare.EventsPerS
+	}
+	if wk.StoreLoop.EventsPerS > 0 {
+		wk.StoreLoopRatio = wk.Worker.EventsPerS / wk.StoreLoop.EventsPerS
 	}
 	if wk.BarePrefetched.EventsPerS > 0 {
 		wk.PrefetchedRatio = wk.Prefetched.EventsPerS / wk.BarePrefetched.EventsPerS
