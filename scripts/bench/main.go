@@ -91,7 +91,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "directory for latest.json and latest.svg (default scripts/bench/results in the module)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
 	flag.StringVar(&o.natsURL, "nats-url", "", "use this NATS server (with JetStream) instead of building and starting one; its WAGATE_EVENTS stream is purged")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (load generator, bare loop, worker) to `file`")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (load generator, bare loop, worker; the worker's goroutines carry the label run=worker, for pprof -tagfocus) to `file`")
 	flag.Parse()
 
 	if o.cpuProfile != "" {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +136,7 @@ func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, 
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	m := startCPU(pids)
-	go func() { done <- w.Run(wctx) }()
+	go pprof.Do(wctx, pprof.Labels("run", "worker"), func(ctx context.Context) { done <- w.Run(ctx) })
 	end, err := waitAcked(ctx, js, sc, last, 5*time.Minute)
 	cpu := m.stop()
 	stop()
