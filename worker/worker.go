@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -388,16 +387,16 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 		// Messages arrive one by one: each group holds the first to arrive
 		// and every other one already there.
 		msgs := batch.Messages()
-		for group := range groups(msgs) {
-			n -= len(group)
+		for got := range group.Arrived(msgs) {
+			n -= len(got)
 			if ctx.Err() != nil {
 				// Arrived while stopping: hand them straight to another worker.
-				w.handBack(group)
-				release(len(group))
+				w.handBack(got)
+				release(len(got))
 				continue
 			}
-			w.metrics.inFlight.Add(float64(len(group)))
-			fetched <- group
+			w.metrics.inFlight.Add(float64(len(got)))
+			fetched <- got
 		}
 		cancel()
 		release(n)
@@ -584,30 +583,4 @@ func (w *Worker) drain(hardCancel context.CancelFunc, inflight *sync.WaitGroup) 
 		slog.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
 	hardCancel()
 	<-done
-}
-
-// groups yields the messages of msgs in groups: each group the first message
-// to arrive and every other one already waiting, so that a group never waits
-// for a message that has not come. It ends when msgs is closed.
-func groups(msgs <-chan jetstream.Msg) iter.Seq[[]jetstream.Msg] {
-	return func(yield func([]jetstream.Msg) bool) {
-		for m := range msgs {
-			group := []jetstream.Msg{m}
-		more:
-			for {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						break more
-					}
-					group = append(group, m)
-				default:
-					break more
-				}
-			}
-			if !yield(group) {
-				return
-			}
-		}
-	}
 }

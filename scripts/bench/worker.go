@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"log/slog"
 	"runtime/pprof"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wagate/wagate/dedupe"
+	"github.com/wagate/wagate/internal/group"
 	"github.com/wagate/wagate/messages"
 	"github.com/wagate/wagate/messages/streams"
 	"github.com/wagate/wagate/worker"
@@ -275,21 +275,21 @@ func bareConsume(ctx context.Context, cons jetstream.Consumer, concurrency, pref
 				})
 			}
 		} else {
-			for group := range arrived(batch.Messages()) {
-				n -= len(group)
+			for got := range group.Arrived(batch.Messages()) {
+				n -= len(got)
 				first.CompareAndSwap(0, time.Now().UnixNano())
 				inflight.Go(func() {
 					defer func() {
-						for range group {
+						for range got {
 							<-held
 						}
 					}()
-					if err := lockAndFinish(ctx, lock, group); err != nil {
+					if err := lockAndFinish(ctx, lock, got); err != nil {
 						fail(err)
 					} else {
-						done.Add(int64(len(group)))
+						done.Add(int64(len(got)))
 					}
-					for _, m := range group {
+					for _, m := range got {
 						_ = m.Ack()
 					}
 				})
@@ -323,31 +323,6 @@ func lockAndFinish(ctx context.Context, store dedupe.Store, msgs []jetstream.Msg
 		}
 	}
 	return nil
-}
-
-// arrived groups msgs as the worker does: each group holds the first
-// message to arrive and every other one already there.
-func arrived(msgs <-chan jetstream.Msg) iter.Seq[[]jetstream.Msg] {
-	return func(yield func([]jetstream.Msg) bool) {
-		for m := range msgs {
-			group := []jetstream.Msg{m}
-		more:
-			for {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						break more
-					}
-					group = append(group, m)
-				default:
-					break more
-				}
-			}
-			if !yield(group) {
-				return
-			}
-		}
-	}
 }
 
 // consumeResult computes the rate from the first delivery to the ack floor.
