@@ -156,18 +156,17 @@ func runWorker(ctx context.Context, js jetstream.JetStream, store dedupe.Store, 
 // nothing but Ack on each: the acknowledgement the worker sends after a done
 // mark (no wait for JetStream's answer), so that the two differ only by what
 // the worker adds.
-//
-// With a store, it is the store loop instead: each group of messages that
-// arrive together is also begun in one store call (dedupe.BeginAll, on the
-// message's Nats-Msg-Id) and marked done in one more (dedupe.FinishAll)
-// before its Acks. That is the least a worker keeping the design's lock and
-// done mark does per event, with none of the worker's own work (decoding,
-// dispatch, heartbeats, metrics, the handler's context).
 func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
 	return drain(ctx, js, store, nil, sc, n, concurrency, prefetch, pids)
 }
 
-// runStoreLoop drains n events as runBareConsumer does with a store.
+// runStoreLoop drains n events as runBareConsumer does, and also begins
+// each group of messages that arrive together in one store call
+// (dedupe.BeginAll, on the messages' Nats-Msg-Id) and marks them done in one
+// more (dedupe.FinishAll) before their Acks. That is the least a worker
+// keeping the design's lock and done mark does per event, with none of the
+// worker's own work (decoding, dispatch, heartbeats, metrics, the handler's
+// context). It fails unless every event was begun and marked done once.
 func runStoreLoop(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
 	return drain(ctx, js, store, store, sc, n, concurrency, prefetch, pids)
 }
