@@ -427,13 +427,24 @@ func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, i
 		release(len(waiting))
 		waiting = nil
 	}
+	// take adds a group received from fetched to waiting; once fetched is
+	// closed (ok false), it hands the waiting ones back and returns false.
+	take := func(group []jetstream.Msg, ok bool) bool {
+		if !ok {
+			handBack()
+			return false
+		}
+		if len(waiting) == 0 {
+			since = time.Now()
+		}
+		waiting = append(waiting, group...)
+		return true
+	}
 	for {
 		if len(waiting) == 0 {
-			group, ok := <-fetched
-			if !ok {
+			if group, ok := <-fetched; !take(group, ok) {
 				return
 			}
-			waiting, since = group, time.Now()
 		}
 		// Take in every group already fetched, so that they are begun
 		// together.
@@ -441,11 +452,9 @@ func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, i
 		for {
 			select {
 			case group, ok := <-fetched:
-				if !ok {
-					handBack()
+				if !take(group, ok) {
 					return
 				}
-				waiting = append(waiting, group...)
 			default:
 				break fetch
 			}
@@ -453,11 +462,9 @@ func (w *Worker) dispatch(ctx context.Context, fetched <-chan []jetstream.Msg, i
 		select {
 		case <-idle:
 		case group, ok := <-fetched:
-			if !ok {
-				handBack()
+			if !take(group, ok) {
 				return
 			}
-			waiting = append(waiting, group...)
 			continue
 		case <-keepAlive.C:
 			if time.Since(since) >= w.cfg.Heartbeat/2 {
