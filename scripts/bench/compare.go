@@ -308,38 +308,34 @@ func benchCompare(ctx context.Context, e *env, o options, bins map[string]string
 		}
 		base.Ratio = 1
 		cells = append(cells, base)
-		for _, sys := range []string{"ingress", "end-to-end"} {
-			cell, err := measure(sys, e.ingressURL, c, pidsOf("ingress", e.ingress.cmd.Process.Pid), sys == "end-to-end")
-			if err != nil {
-				return cells, err
-			}
+		add := func(cell Cell) {
 			if base.EventsPerS > 0 {
 				cell.Ratio = cell.EventsPerS / base.EventsPerS
 			}
 			cells = append(cells, cell)
 		}
+		systems := []string{"ingress", "end-to-end"}
 		if c == kvC {
-			cell, err := measure("end-to-end-prefetch", e.ingressURL, c, pidsOf("ingress", e.ingress.cmd.Process.Pid), true)
+			systems = append(systems, "end-to-end-prefetch")
+		}
+		for _, sys := range systems {
+			cell, err := measure(sys, e.ingressURL, c, pidsOf("ingress", e.ingress.cmd.Process.Pid), sys != "ingress")
 			if err != nil {
 				return cells, err
 			}
-			if base.EventsPerS > 0 {
-				cell.Ratio = cell.EventsPerS / base.EventsPerS
-			}
-			cells = append(cells, cell)
+			add(cell)
+		}
+		if c == kvC {
 			kvIngress, kvURL, err := startIngress(ctx, tmp, bins["ingress"], e.redisURL, e.natsURL, benchSecret, "WAGATE_DEDUPE_BACKEND=nats")
 			if err != nil {
 				return cells, err
 			}
-			cell, err = measure("end-to-end-kv", kvURL, c, pidsOf("ingress", kvIngress.cmd.Process.Pid), true)
+			cell, err := measure("end-to-end-kv", kvURL, c, pidsOf("ingress", kvIngress.cmd.Process.Pid), true)
 			kvIngress.stop()
 			if err != nil {
 				return cells, err
 			}
-			if base.EventsPerS > 0 {
-				cell.Ratio = cell.EventsPerS / base.EventsPerS
-			}
-			cells = append(cells, cell)
+			add(cell)
 		}
 	}
 	return cells, nil

@@ -160,15 +160,15 @@ func runBareConsumer(ctx context.Context, js jetstream.JetStream, store dedupe.S
 	return drain(ctx, js, store, nil, sc, n, concurrency, prefetch, pids)
 }
 
-// runStoreLoop drains n events as runBareConsumer does, and also begins
-// each group of messages that arrive together in one store call
-// (dedupe.BeginAll, on the messages' Nats-Msg-Id) and marks them done in one
-// more (dedupe.FinishAll) before their Acks. That is the least a worker
+// runStoreLoop drains n events as runBareConsumer does (without prefetch),
+// and also begins each group of messages that arrive together in one store
+// call (dedupe.BeginAll, on the messages' Nats-Msg-Id) and marks them done
+// in one more (dedupe.FinishAll) before their Acks. That is the least a worker
 // keeping the design's lock and done mark does per event, with none of the
 // worker's own work (decoding, dispatch, heartbeats, metrics, the handler's
 // context). It fails unless every event was begun and marked done once.
-func runStoreLoop(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency, prefetch int, pids map[string]int) (Consume, error) {
-	return drain(ctx, js, store, store, sc, n, concurrency, prefetch, pids)
+func runStoreLoop(ctx context.Context, js jetstream.JetStream, store dedupe.Store, sc streams.Config, n, concurrency int, pids map[string]int) (Consume, error) {
+	return drain(ctx, js, store, store, sc, n, concurrency, 0, pids)
 }
 
 // drain fills the stream with n events (through fill's claims) and drains
@@ -407,7 +407,7 @@ func benchWorker(ctx context.Context, e *env, o options, e2eRate int, logf func(
 		}
 	}
 	logf("worker: store loop (lock and done mark, no worker) draining %d events", o.workerEvents)
-	if wk.StoreLoop, err = runStoreLoop(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, 0, e.pids()); err != nil {
+	if wk.StoreLoop, err = runStoreLoop(ctx, e.js, e.store, e.sc, o.workerEvents, o.concurrency, e.pids()); err != nil {
 		return wk, err
 	}
 	logf("worker: store loop %.0f events/s", wk.StoreLoop.EventsPerS)
